@@ -1,0 +1,50 @@
+# imagepipe: every target that needs tools depends on `setup`, which installs the Debian
+# packages and the venv on first use and is a no-op afterwards (stamp file).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+RECIPE ?= httpd
+PYTEST_ARGS ?=
+export DEBIAN_FRONTEND := noninteractive
+
+APT_PACKAGES := qemu-utils qemu-system-x86 qemu-system-data libguestfs-tools python3-guestfs \
+	linux-image-amd64 extlinux syslinux-common mmdebstrap cloud-init busybox-static \
+	python3-venv python3-dev gcc libxml2-dev libcurl4-openssl-dev libssl-dev fdisk e2fsprogs \
+	xz-utils zstd bzip2 curl openssl genisoimage
+
+.PHONY: setup image test test-fast bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "setup: installing Debian packages:" $$missing; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+image: setup
+	$(VENV)/bin/imagepipe build recipes/$(RECIPE).yaml
+
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+lint: setup
+	$(VENV)/bin/ruff check imagepipe tests benchmarks
+	$(VENV)/bin/mypy imagepipe
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,5 @@
+"""Allow `python -m imagepipe.cli`."""
+
+from imagepipe.cli import main
+
+main()

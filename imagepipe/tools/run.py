@@ -1,0 +1,141 @@
+"""The one place that runs subprocesses.
+
+Why one place (mkosi's lesson): a failed command must be printed once, ready to paste, with the
+tail of its stderr; every command is logged with `shlex.join` at debug level; and no caller can
+accidentally use a shell or forget a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from imagepipe.errors import TimeoutExpired, ToolError, ToolMissingError
+
+log = logging.getLogger("imagepipe.run")
+
+# Debian package that provides each program we call, for the "install it" hint.
+PACKAGES = {
+    "qemu-img": "qemu-utils",
+    "qemu-nbd": "qemu-utils",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "mmdebstrap": "mmdebstrap",
+    "virt-sysprep": "guestfs-tools",
+    "virt-customize": "guestfs-tools",
+    "blkid": "util-linux",
+    "sfdisk": "fdisk",
+    "mkfs.ext4": "e2fsprogs",
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def require(program: str) -> str:
+    """Return the full path of `program` or raise a ToolMissingError naming its package."""
+    path = shutil.which(program)
+    if path is None:
+        raise ToolMissingError(program, PACKAGES.get(program))
+    return path
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    input: str | None = None,
+    capture: bool = True,
+    on_stdout_line: Callable[[str], None] | None = None,
+) -> Result:
+    """Run argv (a list, never a shell string) and return its output.
+
+    `on_stdout_line` streams stdout line by line (qemu-img convert -p progress) instead of
+    buffering it. On timeout the whole process group is killed, so no helper is leaked.
+    """
+    argv = [str(a) for a in argv]
+    require(argv[0])
+    log.debug("run: %s", shlex.join(argv))
+    full_env = None
+    if env is not None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+    stdout_pipe = subprocess.PIPE if (capture or on_stdout_line) else None
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=stdout_pipe,
+        stderr=subprocess.PIPE if capture else None,
+        env=full_env,
+        cwd=cwd,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        if on_stdout_line is not None:
+            out, err = _stream(proc, on_stdout_line, timeout)
+        else:
+            out, err = proc.communicate(input=input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise TimeoutExpired(f"command timed out after {timeout:.0f}s: {shlex.join(argv)}") from None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    result = Result(argv, proc.returncode, out or "", err or "")
+    if check and proc.returncode != 0:
+        raise ToolError(argv, proc.returncode, result.stderr or result.stdout)
+    return result
+
+
+def _stream(
+    proc: subprocess.Popen[str], on_line: Callable[[str], None], timeout: float | None
+) -> tuple[str, str]:
+    """Feed stdout lines to `on_line` while collecting stderr in a thread (no pipe deadlock)."""
+    import threading
+
+    err_chunks: list[str] = []
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        err_chunks.append(proc.stderr.read())
+
+    t = threading.Thread(target=drain, daemon=True)
+    if proc.stderr is not None:
+        t.start()
+    out_lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        out_lines.append(line)
+        on_line(line)
+    proc.wait(timeout=timeout)
+    if proc.stderr is not None:
+        t.join()
+    return "".join(out_lines), "".join(err_chunks)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Terminate, wait briefly, then kill the child's whole process group."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

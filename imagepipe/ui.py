@@ -1,0 +1,152 @@
+"""How imagepipe talks to people and to CI.
+
+Three channels, chosen once by the CLI:
+- human messages on stderr (`info`, `warn`), quiet unless -v for details;
+- `--json`: one JSON object per line on stdout (`stage`, `progress`, `result`, `error`,
+  `warning`, `info`), so CI can follow a build without scraping text;
+- progress bars (rich) only when stderr is a TTY and --json is off; plain lines otherwise.
+
+Everything that reports goes through `emit()`; nothing prints directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class _Settings:
+    json: bool = False
+    verbose: int = 0
+    debug: bool = False
+
+
+settings = _Settings()
+
+
+def configure(*, json_mode: bool = False, verbose: int = 0, debug: bool = False) -> None:
+    settings.json = json_mode
+    settings.verbose = verbose
+    settings.debug = debug
+    level = logging.DEBUG if (debug or verbose >= 2) else logging.INFO if verbose else logging.WARN
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(level)
+
+
+def emit(event: str, **data: Any) -> None:
+    """Write one machine-readable event (only in --json mode)."""
+    if settings.json:
+        sys.stdout.write(json.dumps({"event": event, "time": round(time.time(), 3), **data},
+                                    default=str) + "\n")
+        sys.stdout.flush()
+
+
+def info(message: str, **data: Any) -> None:
+    """A line for the human (stderr) and an `info` event."""
+    if settings.json:
+        emit("info", message=message, **data)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def detail(message: str) -> None:
+    """Only shown with -v."""
+    if settings.verbose and not settings.json:
+        print(message, file=sys.stderr, flush=True)
+    elif settings.json and settings.verbose:
+        emit("info", message=message)
+
+
+def warn(message: str) -> None:
+    if settings.json:
+        emit("warning", message=message)
+    else:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def result(message: str | None = None, **data: Any) -> None:
+    """The final answer of a command: printed for humans on stdout, or a `result` event."""
+    if settings.json:
+        emit("result", **data)
+    elif message is not None:
+        print(message, flush=True)
+
+
+class Progress:
+    """A progress reporter with a `size` and `update(n)`, the interface ovirt_imageio expects.
+
+    On a TTY it draws a rich bar; otherwise it prints a plain line at most every 10% (or emits
+    `progress` events in --json mode), so logs stay readable.
+    """
+
+    def __init__(self, label: str, size: int | None = None) -> None:
+        self.label = label
+        self.size = size
+        self.done = 0
+        self._last_pct = -10
+        self._bar: Any = None
+        self._task: Any = None
+        self._start = time.monotonic()
+
+    def __enter__(self) -> Progress:
+        if not settings.json and sys.stderr.isatty():
+            from rich.progress import (BarColumn, DownloadColumn, Progress as RichProgress,
+                                       TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+
+            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
+                                     DownloadColumn(), TransferSpeedColumn(),
+                                     TimeRemainingColumn(), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.size)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self._show()
+
+    def set(self, done: int, size: int | None = None) -> None:
+        if size is not None:
+            self.size = size
+        self.done = done
+        self._show()
+
+    def __call__(self, n: int) -> None:
+        self.update(n)
+
+    def _show(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, total=self.size)
+            return
+        if not self.size:
+            return
+        pct = int(self.done * 100 / self.size)
+        if pct >= self._last_pct + 10 or (pct == 100 and self._last_pct != 100):
+            self._last_pct = pct
+            if settings.json:
+                emit("progress", label=self.label, done=self.done, size=self.size, percent=pct)
+            elif settings.verbose:
+                print(f"{self.label}: {pct}%", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def stage(name: str, **data: Any) -> Iterator[None]:
+    """Bracket a unit of work with `stage` start/end events and its duration."""
+    start = time.monotonic()
+    emit("stage", name=name, status="start", **data)
+    try:
+        yield
+    except BaseException:
+        emit("stage", name=name, status="failed", seconds=round(time.monotonic() - start, 3))
+        raise
+    emit("stage", name=name, status="done", seconds=round(time.monotonic() - start, 3))
