@@ -1,0 +1,180 @@
+"""`EngineSimulator`: the engine, its HTTPS front end, the imageio daemon and the tick thread.
+
+Why a context manager that owns every process: tests and users get one object whose exit stops
+the HTTP server, every qemu-nbd and the daemon (by PID), whatever happened inside.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from imagepipe.testing.ovirt_engine.imageio import ImageioDaemon
+from imagepipe.testing.ovirt_engine.pki import make_pki
+from imagepipe.testing.ovirt_engine.server import EngineHTTPServer
+from imagepipe.testing.ovirt_engine.sso import Sso
+from imagepipe.testing.ovirt_engine.state import Core
+from imagepipe.testing.ovirt_engine.transfers import TransfersMixin
+from imagepipe.testing.ovirt_engine.vms import VmsMixin
+
+TICK_S = 0.1
+
+
+class Engine(TransfersMixin, VmsMixin, Core):
+    def __init__(self, base: Path, *, username: str, password: str, delay: float,
+                 keep_finished_s: float) -> None:
+        Core.__init__(self, base, delay=delay)
+        self.transfers: dict[str, dict[str, Any]] = {}
+        self.vms: dict[str, dict[str, Any]] = {}
+        self.templates: dict[str, dict[str, Any]] = {}
+        self.keep_finished_s = keep_finished_s
+        self.ticket_ids: list[str] = []
+        self.daemon: ImageioDaemon | None = None
+        self.sso = Sso(username, password)
+        self.seed_templates()
+
+    def tick(self) -> None:
+        with self.lock:
+            self.tick_disks()
+            self.tick_transfers()
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-able snapshot for tests: what exists, what is locked, what is still running."""
+        with self.lock:
+            def public(e: dict[str, Any]) -> dict[str, Any]:
+                out = {k: v for k, v in e.items() if not k.startswith("_") and k != "links"}
+                out.update({k[1:]: v for k, v in e.items()
+                            if k in ("_path", "_sealed", "_driver")})
+                return out
+
+            return {
+                "disks": [public(d) for d in self.disks.values()],
+                "vms": [{**public(v), "disk_ids": list(v["_attachments"]),
+                         "nic_count": len(v["_nics"])} for v in self.vms.values()],
+                "templates": [{**public(t), "disk_ids": [a["id"] for a in t["_disks"]]}
+                              for t in self.templates.values()],
+                "transfers": [{**public(t), "ticket": t["_ticket"],
+                               "nbd_pid": t["_nbd"].pid if t["_nbd"] else None}
+                              for t in self.transfers.values()],
+                "logins": self.sso.logins, "logouts": self.sso.logouts,
+                "faults": dict(self.faults.values), "events": self.events[-50:],
+            }
+
+    def sim_endpoint(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        if path == "/sim/faults" and method == "POST":
+            try:
+                with self.lock:
+                    self.faults.set(json.loads(body or b"{}"))
+            except (ValueError, TypeError) as exc:
+                return 400, {"error": str(exc)}
+            return 200, {"faults": self.faults.values}
+        if path == "/sim/state" and method == "GET":
+            return 200, self.state()
+        return 404, {"error": f"no such simulator endpoint: {method} {path}"}
+
+
+class EngineSimulator:
+    """`with EngineSimulator(tmpdir) as sim:` -> sim.url, sim.ca_file, sim.username, ..."""
+
+    def __init__(self, base: Path, *, username: str = "admin@internal",
+                 password: str | None = None, delay: float = 0.3,
+                 keep_finished_s: float = 300.0, port: int = 0) -> None:
+        self.base = Path(base)
+        self.username = username
+        self.password = password or secrets.token_urlsafe(12)
+        self.port = port
+        self.engine = Engine(self.base / "engine", username=self.username,
+                             password=self.password, delay=delay,
+                             keep_finished_s=keep_finished_s)
+        self._stack = ExitStack()
+        self._stop = threading.Event()
+        self.url = ""
+        self.ca_file = self.base / "pki" / "ca.pem"
+        self.password_file = self.base / "password"
+        self.daemon: ImageioDaemon | None = None
+
+    def __enter__(self) -> EngineSimulator:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        pki = make_pki(self.base / "pki")
+        self.password_file.touch(mode=0o600)
+        self.password_file.write_text(self.password + "\n")
+        self.daemon = ImageioDaemon(self.base / "imageio", pki)
+        self._stack.enter_context(self.daemon)
+        self.engine.daemon = self.daemon
+        self.engine.image_url = f"https://127.0.0.1:{self.daemon.port}/images/"
+        self._stack.callback(self._stop_transfers)
+
+        server = EngineHTTPServer(("127.0.0.1", self.port), self.engine)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(pki.cert_file, pki.key_file)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        self.port = server.server_address[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                                  daemon=True, name="engine-http")
+        thread.start()
+        self._stack.callback(server.server_close)
+        self._stack.callback(server.shutdown)
+
+        ticker = threading.Thread(target=self._tick_loop, daemon=True, name="engine-tick")
+        ticker.start()
+        self._stack.callback(ticker.join, 5)
+        self._stack.callback(self._stop.set)
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(TICK_S):
+            try:
+                self.engine.tick()
+            except Exception as exc:  # keep ticking; the event log shows what broke
+                self.engine.log(f"tick error: {exc!r}")
+
+    def _stop_transfers(self) -> None:
+        with self.engine.lock:
+            self.engine.shutdown_transfers()
+
+    # --- conveniences for tests and users ---
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/ovirt-engine/api"
+
+    def set_faults(self, **faults: Any) -> None:
+        with self.engine.lock:
+            self.engine.faults.set(faults)
+
+    def state(self) -> dict[str, Any]:
+        return self.engine.state()
+
+    def live_tickets(self) -> list[str]:
+        """Tickets the daemon still holds, asked of the daemon itself (not our bookkeeping)."""
+        assert self.daemon is not None
+        with self.engine.lock:
+            ids = list(self.engine.ticket_ids)
+        return [t for t in ids if self.daemon.get_ticket(t) is not None]
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        """Wait until no transfer is mid-flight (finished ones may remain readable)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.engine.lock:
+                busy = [t for t in self.engine.transfers.values()
+                        if t["phase"] not in ("finished_success", "finished_failure")]
+            if not busy:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"transfers still busy: {[t['phase'] for t in busy]}")

@@ -1,0 +1,213 @@
+"""VMs (disk attachments, NICs) and templates, ovirt-engine-api.md sections 1.8-1.10.
+
+Why real copies: a template owns its own disks, made by `qemu-img convert` of the VM's volumes
+(as the engine's CreateAllTemplateDisks does), so removing the temporary VM afterwards must not
+touch the template, and a test can read the template's disk back and compare it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from imagepipe.testing.ovirt_engine.state import API, BLANK_ID, new_id, now_text, ref
+from imagepipe.testing.ovirt_engine.xmlio import Fault, as_bool, as_int, require
+from imagepipe.tools.run import run
+
+
+class VmsMixin:
+    vms: dict[str, dict[str, Any]]
+    templates: dict[str, dict[str, Any]]
+    disks: dict[str, dict[str, Any]]
+
+    def seed_templates(self) -> None:
+        self.templates[BLANK_ID] = {**ref("templates", BLANK_ID), "name": "Blank",
+                                    "description": "Blank template", "status": "ok",
+                                    "creation_time": now_text(),
+                                    "version": {"version_number": 1},
+                                    "links": [("diskattachments",
+                                               f"{API}/templates/{BLANK_ID}/diskattachments")],
+                                    "_disks": []}
+
+    # --- VMs ---------------------------------------------------------------------------
+    def add_vm(self, body: dict[str, Any]) -> dict[str, Any]:
+        require(body, "VM", "add", "name", "cluster")
+        require(body, "VM", "add", "template")
+        name = body["name"]
+        if any(v["name"] == name for v in self.vms.values()):
+            raise Fault(409, "Operation Failed",
+                        "[Cannot add VM. The VM name is already in use, please choose a unique "
+                        "name and try again.]")
+        cluster = self.find_named("clusters", body["cluster"], "VM")  # type: ignore[attr-defined]
+        tpl = self._find_template(body["template"])
+        vm_id = new_id()
+        vm = {**ref("vms", vm_id), "name": name, "description": body.get("description"),
+              "comment": body.get("comment"), "status": "down",
+              "memory": as_int(body.get("memory") or 1 << 30, "memory"),
+              "cpu": body.get("cpu") or {"topology": {"cores": 1, "sockets": 1, "threads": 1}},
+              "memory_policy": body.get("memory_policy"), "bios": body.get("bios"),
+              "os": body.get("os") or {"type": "other"}, "type": body.get("type") or "desktop",
+              "creation_time": now_text(), "stateless": False,
+              "cluster": ref("clusters", cluster["id"]), "template": ref("templates", tpl["id"]),
+              "links": [("diskattachments", f"{API}/vms/{vm_id}/diskattachments"),
+                        ("nics", f"{API}/vms/{vm_id}/nics")],
+              "_attachments": {}, "_nics": {}}
+        self.vms[vm_id] = vm
+        self.log(f"vm {vm_id} added ({name})")  # type: ignore[attr-defined]
+        return vm
+
+    def _find_template(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, dict):
+            for t in self.templates.values():
+                if t["id"] == value.get("id") or (value.get("name") and t["name"] == value["name"]):
+                    return t
+            raise Fault(404, "Operation Failed", f"Entity not found: {value.get('name') or value.get('id')}")
+        raise Fault(400, "Incomplete parameters", "Template [id|name] required")
+
+    def vm(self, vm_id: str) -> dict[str, Any]:
+        vm = self.vms.get(vm_id)
+        if vm is None:
+            raise Fault(404, "Not Found", None)
+        return vm
+
+    def attach_disk(self, vm_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        vm = self.vm(vm_id)
+        require(body, "DiskAttachment", "add", "disk.id", "interface")
+        disk = self.disks.get(body["disk"]["id"])
+        if disk is None:
+            raise Fault(400, "Operation Failed",
+                        "[Cannot attach Virtual Disk. The specified disk does not exist.]")
+        if disk["status"] != "ok":
+            raise Fault(409, "Operation Failed",
+                        f"[Cannot attach Virtual Disk: The following disks are locked: "
+                        f"{disk['name']}. Please try again in a few minutes.]")
+        if vm["status"] != "down":
+            raise Fault(409, "Operation Failed", "[Cannot attach Virtual Disk: VM is locked.]")
+        if body["interface"] not in ("virtio", "virtio_scsi", "ide", "sata", "spapr_vscsi"):
+            raise Fault(400, "Operation Failed", f"[Invalid interface: {body['interface']}]")
+        att = {"href": f"{API}/vms/{vm_id}/diskattachments/{disk['id']}", "id": disk["id"],
+               "active": as_bool(body.get("active"), True),
+               "bootable": as_bool(body.get("bootable"), False),
+               "interface": body["interface"], "pass_discard": False, "read_only": False,
+               "uses_scsi_reservation": False, "disk": ref("disks", disk["id"]),
+               "vm": ref("vms", vm_id)}
+        vm["_attachments"][disk["id"]] = att
+        return att
+
+    def add_nic(self, vm_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        vm = self.vm(vm_id)
+        require(body, "NIC", "add", "name")
+        profile = body.get("vnic_profile")
+        if profile and profile.get("id") not in self.profiles:  # type: ignore[attr-defined]
+            raise Fault(400, "Operation Failed",
+                        "[Cannot add Interface. The specified vNIC profile does not exist.]")
+        if any(n["name"] == body["name"] for n in vm["_nics"].values()):
+            raise Fault(409, "Operation Failed", "[Cannot add Interface. The name is in use.]")
+        nic_id = new_id()
+        n = len(vm["_nics"]) + 1
+        nic = {"href": f"{API}/vms/{vm_id}/nics/{nic_id}", "id": nic_id, "name": body["name"],
+               "interface": body.get("interface") or "virtio", "linked": True, "plugged": True,
+               "mac": {"address": f"56:6f:00:00:00:{n:02x}"},
+               "vnic_profile": ref("vnicprofiles", profile["id"]) if profile else None,
+               "vm": ref("vms", vm_id)}
+        vm["_nics"][nic_id] = nic
+        return nic
+
+    def remove_vm(self, vm_id: str, detach_only: bool = False) -> None:
+        vm = self.vm(vm_id)
+        if vm["status"] != "down":
+            raise Fault(409, "Operation Failed",
+                        "[Cannot remove VM: VM is locked. Please try again in a few minutes.]")
+        if not detach_only:
+            for disk_id in vm["_attachments"]:
+                self.delete_disk(disk_id)  # type: ignore[attr-defined]
+        del self.vms[vm_id]
+        self.log(f"vm {vm_id} removed")  # type: ignore[attr-defined]
+
+    # --- templates ----------------------------------------------------------------------
+    def add_template(self, body: dict[str, Any], *, seal: bool) -> dict[str, Any]:
+        require(body, "Template", "add", "name", "vm.id")
+        name = body["name"]
+        if (any(t["name"] == name for t in self.templates.values())
+                or self.faults.take("template_name_in_use")):  # type: ignore[attr-defined]
+            raise Fault(409, "Operation Failed",
+                        "[Cannot add Template. The Template name is already in use, please "
+                        "choose a unique name and try again.]")
+        vm = self.vm(body["vm"]["id"])
+        if vm["status"] != "down":
+            raise Fault(409, "Operation Failed",
+                        "[Cannot add Template. At least one of the VMs is not down.]")
+        locked = [self.disks[d]["name"] for d in vm["_attachments"]
+                  if d in self.disks and self.disks[d]["status"] != "ok"]
+        if locked:
+            raise Fault(409, "Operation Failed", "[Cannot add Template: The following disks "
+                        f"are locked: {', '.join(locked)}. Please try again in a few minutes.]")
+        tid = new_id()
+        tpl = {**ref("templates", tid), "name": name, "description": body.get("description"),
+               "comment": body.get("comment"), "status": "locked", "creation_time": now_text(),
+               "memory": vm["memory"], "cpu": vm["cpu"], "os": body.get("os") or vm["os"],
+               "type": vm["type"], "bios": vm.get("bios"), "memory_policy": vm["memory_policy"],
+               "initialization": body.get("initialization"),
+               "version": {"version_number": 1, "version_name": (body.get("version") or {}).get("version_name")},
+               "cluster": vm["cluster"], "vm": ref("vms", vm["id"]),
+               "links": [("diskattachments", f"{API}/templates/{tid}/diskattachments"),
+                         ("nics", f"{API}/templates/{tid}/nics")],
+               "_disks": [], "_sealed": seal, "_nics": list(vm["_nics"].values())}
+        self.templates[tid] = tpl
+        vm["status"] = "image_locked"
+        jobs = [(self.disks[d], att) for d, att in vm["_attachments"].items() if d in self.disks]
+        threading.Thread(target=self._copy_template_disks, args=(tpl, vm, jobs),
+                         daemon=True, name=f"template-{tid}").start()
+        self.log(f"template {tid} adding ({name}) seal={seal}")  # type: ignore[attr-defined]
+        return tpl
+
+    def _copy_template_disks(self, tpl: dict[str, Any], vm: dict[str, Any],
+                             jobs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        """CreateAllTemplateDisks: copy each volume outside the lock, then publish."""
+        time.sleep(self.delay)  # type: ignore[attr-defined]
+        copies = []
+        failed = self.faults.take("template_fail")  # type: ignore[attr-defined]
+        for disk, att in jobs:
+            with self.lock:  # type: ignore[attr-defined]
+                sd = self.sds[disk["storage_domains"][0]["id"]]  # type: ignore[attr-defined]
+                new = self.create_disk(sd, name=disk["name"], fmt=disk["format"],  # type: ignore[attr-defined]
+                                       size=disk["provisioned_size"], sparse=disk["sparse"],
+                                       content_type=disk["content_type"], source=disk["_path"])
+                new["_ready_at"] = None
+            result = run(["qemu-img", "convert", "-f", disk["_driver"], "-O", new["_driver"],
+                          str(disk["_path"]), str(new["_path"])], check=False, timeout=3600)
+            failed = failed or result.returncode != 0
+            copies.append((new, att))
+        with self.lock:  # type: ignore[attr-defined]
+            for new, att in copies:
+                new["status"] = "illegal" if failed else "ok"
+                self.refresh_disk_size(new)  # type: ignore[attr-defined]
+                tpl["_disks"].append({**att, "href": f"{API}/templates/{tpl['id']}/diskattachments/{new['id']}",
+                                      "id": new["id"], "disk": ref("disks", new["id"]),
+                                      "vm": None, "template": ref("templates", tpl["id"])})
+            tpl["status"] = "illegal" if failed else "ok"
+            if vm["id"] in self.vms:
+                vm["status"] = "down"
+            self.log(f"template {tpl['id']} {tpl['status']}")  # type: ignore[attr-defined]
+
+    def template(self, tid: str) -> dict[str, Any]:
+        tpl = self.templates.get(tid)
+        if tpl is None:
+            raise Fault(404, "Not Found", None)
+        return tpl
+
+    def remove_template(self, tid: str) -> None:
+        tpl = self.template(tid)
+        if tid == BLANK_ID:
+            raise Fault(409, "Operation Failed", "[Cannot remove Template. Blank Template cannot be removed.]")
+        if tpl["status"] == "locked":
+            raise Fault(409, "Operation Failed", "[Cannot remove Template. Template is locked.]")
+        if any(v["template"]["id"] == tid for v in self.vms.values()):
+            raise Fault(409, "Operation Failed", "[Cannot remove Template. It is used by VMs.]")
+        for att in tpl["_disks"]:
+            self.delete_disk(att["id"])  # type: ignore[attr-defined]
+        del self.templates[tid]
+        self.log(f"template {tid} removed")  # type: ignore[attr-defined]
+
+
