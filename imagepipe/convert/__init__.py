@@ -1,0 +1,19 @@
+"""One-off disk conversion and safe inspection (`imagepipe convert`, `imagepipe info`).
+
+Public API (other areas import these names from here):
+- `convert_image(src, dst, *, fmt, preset, options, compress, verify, force, allow_backing,
+  resize, checksum) -> ImageReport`
+- `probe_image(path, allow_backing=False) -> dict` (qemu-img info of an image safe to read)
+- `ImageReport` (path, format, subformat, virtual_size, file_size, allocated_size, sha256)
+- `PRESETS`, `plan_output`, `file_sha256`, `describe`
+"""
+
+from imagepipe.convert.engine import VerificationError, convert_image
+from imagepipe.convert.presets import PRESETS, Preset, plan_output
+from imagepipe.convert.probe import inspect_image, probe_image
+from imagepipe.convert.report import ImageReport, describe, file_sha256
+
+__all__ = [
+    "ImageReport", "PRESETS", "Preset", "VerificationError", "convert_image", "describe",
+    "file_sha256", "inspect_image", "plan_output", "probe_image",
+]
