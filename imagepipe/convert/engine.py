@@ -67,7 +67,7 @@ def _target_size(virtual_size: int, plan: OutputPlan, resize: bool) -> int:
         raise InputError(
             f"preset {plan.preset.name!r} needs a virtual size that is a multiple of "  # type: ignore[union-attr]
             f"{multiple} bytes; the source has {virtual_size}",
-            f"pass --resize to grow the disk to {rounded} bytes (zeros are added at the end)")
+            f"pass --resize to grow the disk to {rounded} bytes; zeros are added at the end")
     return rounded
 
 
@@ -223,6 +223,7 @@ def convert_image(src: Path, dst: Path, *, fmt: str | None = None, preset: str |
     with ExitStack() as stack:
         tmp = temp_path(dst)
         stack.callback(_unlink_quietly, tmp)
+        ui.info(f"converting {src} ({src_info['imagepipe-format']}) to {dst} ({plan.format})")
         with ui.stage("convert", src=str(src), dst=str(dst), format=plan.format):
             _run_convert(src, src_info["format"], tmp, plan, size, virtual_size)
         with ui.stage("verify", enabled=verify), _sha256_thread(tmp, want_sha) as sha:

@@ -105,10 +105,12 @@ def subformat(path: Path, fmt: str) -> str | None:
 # ---- rules -------------------------------------------------------------------------------
 
 def qcow2_valid(path: Path) -> list[str]:
+    """qcow2 header magic"""
     return [] if qcow2_header(path) else ["no qcow2 header (magic QFI\\xfb) at offset 0"]
 
 
 def qcow2_v3(path: Path) -> list[str]:
+    """qcow2 version 3 (compat 1.1)"""
     h = qcow2_header(path)
     if h is None:
         return qcow2_valid(path)
@@ -116,6 +118,7 @@ def qcow2_v3(path: Path) -> list[str]:
 
 
 def qcow2_zstd(path: Path) -> list[str]:
+    """qcow2 header declares zstd compression"""
     h = qcow2_header(path)
     if h is None or h["compression_type"] != 1 or not h["incompatible"] & (1 << 3):
         return ["qcow2 header does not declare zstd compression"]
@@ -123,6 +126,7 @@ def qcow2_zstd(path: Path) -> list[str]:
 
 
 def vmdk_valid(path: Path) -> list[str]:
+    """vmdk descriptor with a createType"""
     d = vmdk_descriptor(path)
     return [] if "createType" in d else ["no vmdk descriptor with a createType"]
 
@@ -142,11 +146,12 @@ def vmdk_create_type(expected: str, adapter: str | None = None) -> Rule:
 
 
 def vhd_valid(path: Path) -> list[str]:
+    """VHD footer 'conectix' present"""
     return [] if vhd_footer(path) else ["no VHD footer ('conectix' in the last 512 bytes)"]
 
 
 def vhd_azure(path: Path) -> list[str]:
-    """Azure: fixed VHD, footer present, virtual size a whole number of MiB, file = size + 512."""
+    """fixed VHD, footer present, size a whole MiB, file = size + 512"""
     footer = vhd_footer(path)
     if footer is None:
         return vhd_valid(path)
@@ -162,10 +167,12 @@ def vhd_azure(path: Path) -> list[str]:
 
 
 def vhdx_valid(path: Path) -> list[str]:
+    """vhdx signature"""
     return [] if _read(path, 0, 8) == b"vhdxfile" else ["no 'vhdxfile' signature at offset 0"]
 
 
 def vdi_valid(path: Path) -> list[str]:
+    """VDI signature"""
     return [] if vdi_type(path) else ["no VDI signature 0xbeda107f at offset 0x40"]
 
 
