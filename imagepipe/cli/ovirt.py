@@ -1,0 +1,204 @@
+"""`imagepipe ovirt ...`: upload disks and ISOs, make templates, list templates.
+
+Why every command takes the same engine options: one decorator, one resolution order (flags >
+env > ~/.config/imagepipe/ovirt.yaml), and no option that accepts a password value, so a
+password never lands in shell history, `ps` output or CI logs.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from imagepipe import ui
+from imagepipe.errors import InputError
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B?)?\s*$", re.I)
+
+
+def parse_size(text: str) -> int:
+    """`2G`, `2048M`, `2GiB` or plain bytes -> bytes (binary units, as oVirt shows memory)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a size like 2G or 4096M")
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
+
+
+def engine_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine/--username/--password-file/--ca-file/--insecure/--profile, resolved to a config."""
+    opts = [
+        click.option("--engine", "engine_url", metavar="URL",
+                     help="Engine URL, e.g. https://engine.example.com (env OVIRT_URL)."),
+        click.option("--username", help="Engine user (env OVIRT_USERNAME; admin@internal)."),
+        click.option("--password-file", type=click.Path(path_type=Path),
+                     help="File holding the password (env OVIRT_PASSWORD_FILE or "
+                          "OVIRT_PASSWORD)."),
+        click.option("--ca-file", type=click.Path(path_type=Path),
+                     help="Engine CA certificate (env OVIRT_CA_FILE)."),
+        click.option("--insecure", is_flag=True,
+                     help="Do not verify TLS certificates (explicit only; never the default)."),
+        click.option("--profile", help="Profile name in ~/.config/imagepipe/ovirt.yaml."),
+    ]
+
+    @functools.wraps(func)
+    def wrapper(engine_url: str | None, username: str | None, password_file: Path | None,
+                ca_file: Path | None, insecure: bool, profile: str | None,
+                **kwargs: Any) -> Any:
+        from imagepipe.targets.ovirt.connection import resolve_config
+
+        cfg = resolve_config(url=engine_url, username=username, password_file=password_file,
+                             ca_file=ca_file, insecure=insecure, profile=profile)
+        if cfg.insecure:
+            ui.warn("TLS verification is off (--insecure)")
+        return func(cfg=cfg, **kwargs)
+
+    for opt in reversed(opts):
+        wrapper = opt(wrapper)
+    return wrapper
+
+
+def upload_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--retries", type=click.IntRange(0, 20), default=3, show_default=True,
+                     help="Whole-upload retries after a paused or failed transfer."),
+        click.option("--disk-timeout", type=click.FloatRange(1), default=120.0,
+                     show_default=True, help="Seconds to wait for the engine to unlock a disk."),
+        click.option("--verify/--no-verify", default=True, show_default=True,
+                     help="Compare the remote checksum with the local image before finalizing."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def _options(retries: int, disk_timeout: float, verify: bool) -> Any:
+    from imagepipe.targets.ovirt.upload import UploadOptions
+
+    return UploadOptions(retries=retries, disk_timeout=disk_timeout, verify=verify)
+
+
+def _image(path: Path) -> Path:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    return path
+
+
+@click.group()
+def ovirt() -> None:
+    """Publish to an oVirt engine: disks, ISOs and templates."""
+
+
+@ovirt.command("upload-disk")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--storage-domain", "-s", required=True, help="Data storage domain name.")
+@click.option("--name", help="Disk name (default: the image file name without extension).")
+@click.option("--format", "fmt", type=click.Choice(["cow", "raw"]), default="cow",
+              show_default=True, help="Disk format on the engine (cow = qcow2).")
+@click.option("--sparse/--no-sparse", default=True, show_default=True)
+@upload_options
+@engine_options
+def upload_disk_cmd(cfg: Any, image: Path, storage_domain: str, name: str | None, fmt: str,
+                    sparse: bool, retries: int, disk_timeout: float, verify: bool) -> None:
+    """Upload IMAGE (raw, qcow2 or any format qemu reads) as a new disk."""
+    from imagepipe.targets.ovirt import connect, upload_disk
+
+    with connect(cfg) as con:
+        r = upload_disk(con, cfg, _image(image), storage_domain=storage_domain, name=name,
+                        fmt=fmt, sparse=sparse, options=_options(retries, disk_timeout, verify))
+    ui.result(f"disk {r.name} uploaded: id {r.disk_id}, checksum {r.checksum or 'not verified'}"
+              f", {r.attempts} attempt(s), {r.seconds:.1f}s", **r.to_dict())
+
+
+@ovirt.command("upload-iso")
+@click.argument("iso", type=click.Path(path_type=Path))
+@click.option("--storage-domain", "-s", required=True, help="Data storage domain name.")
+@click.option("--name", help="Disk name; `.iso` is appended when missing.")
+@upload_options
+@engine_options
+def upload_iso_cmd(cfg: Any, iso: Path, storage_domain: str, name: str | None, retries: int,
+                   disk_timeout: float, verify: bool) -> None:
+    """Upload an installer ISO to a data domain (content type iso, raw, preallocated)."""
+    from imagepipe.targets.ovirt import connect, upload_iso
+
+    with connect(cfg) as con:
+        r = upload_iso(con, cfg, _image(iso), storage_domain=storage_domain, name=name,
+                       options=_options(retries, disk_timeout, verify))
+    ui.result(f"ISO {r.name} uploaded: id {r.disk_id}", **r.to_dict())
+
+
+@ovirt.command("make-template")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--storage-domain", "-s", required=True)
+@click.option("--cluster", required=True)
+@click.option("--name", required=True, help="Template name; `${date}` makes it versioned.")
+@click.option("--description", required=True, help="Required: what this template is.")
+@click.option("--comment", default="")
+@click.option("--user-data", type=click.Path(path_type=Path),
+              help="cloud-config for the template's initialization (custom script).")
+@click.option("--memory", default="2G", show_default=True)
+@click.option("--cpus", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option("--os-type", default="rhel_9x64", show_default=True)
+@click.option("--network", default="ovirtmgmt", show_default=True,
+              help="vNIC profile / network for nic1.")
+@click.option("--ballooning/--no-ballooning", default=True, show_default=True)
+@click.option("--seal/--no-seal", default=True, show_default=True)
+@click.option("--keep", type=click.IntRange(1), help="Keep only the newest N versions.")
+@upload_options
+@engine_options
+def make_template_cmd(cfg: Any, image: Path, storage_domain: str, cluster: str, name: str,
+                      description: str, comment: str, user_data: Path | None, memory: str,
+                      cpus: int, os_type: str, network: str, ballooning: bool, seal: bool,
+                      keep: int | None, retries: int, disk_timeout: float,
+                      verify: bool) -> None:
+    """Upload IMAGE and turn it into a template (temporary VM removed in every outcome)."""
+    from imagepipe.targets.ovirt import TemplateSpec, connect, make_template
+
+    script = _read_user_data(user_data) if user_data else None
+    if not description.strip():
+        raise InputError("--description must not be empty")
+    spec = TemplateSpec(name=name, description=description, comment=comment,
+                        cluster=cluster, storage_domain=storage_domain, user_data=script,
+                        memory=parse_size(memory), cpus=cpus, os_type=os_type,
+                        network=network, ballooning=ballooning, seal=seal, keep=keep)
+    with connect(cfg) as con:
+        r = make_template(con, cfg, _image(image), spec,
+                          options=_options(retries, disk_timeout, verify))
+    verb = "already published as" if r.reused else "created"
+    ui.result(f"template {verb} {r.template_name} (id {r.template_id})", **r.to_dict())
+
+
+def _read_user_data(path: Path) -> str:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read user-data: {exc}") from None
+    if not text.startswith(("#cloud-config", "#!")):
+        raise InputError(f"{path}:1:1: user-data must start with `#cloud-config` (or `#!`)")
+    return text
+
+
+@ovirt.group()
+def templates() -> None:
+    """Templates on the engine."""
+
+
+@templates.command("ls")
+@click.option("--name-prefix", help="Only templates whose name starts with this.")
+@engine_options
+def templates_ls(cfg: Any, name_prefix: str | None) -> None:
+    """List templates (name, status, id, description)."""
+    from imagepipe.targets.ovirt import connect, list_templates
+
+    with connect(cfg) as con:
+        rows = list_templates(con, name_prefix)
+    if ui.settings.json:
+        ui.result(templates=rows)
+        return
+    for row in rows:
+        ui.result(f"{row['name']:<32} {row['status'] or '-':<8} {row['id']}  "
+                  f"{row['description'] or ''}")

@@ -1,0 +1,167 @@
+"""Where the engine is and how we log in: flags > environment > profile file.
+
+Why this order: a flag is the most explicit statement of intent, the environment is how CI
+injects secrets (OVIRT_PASSWORD_FILE preferred: a password in the environment is visible to
+other processes of the same user), and ~/.config/imagepipe/ovirt.yaml keeps the rest out of
+every command line. Passwords are never printed: `EngineConfig.__repr__` hides them, and no
+option takes a password value on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagepipe.errors import ImagepipeError, InputError
+
+PROFILE_FILE = Path("~/.config/imagepipe/ovirt.yaml")
+PROFILE_KEYS = {"url", "username", "password_file", "ca_file", "insecure"}
+
+
+class EngineError(ImagepipeError):
+    """The engine refused or failed an operation; the message carries the engine's reason."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    url: str
+    username: str
+    password: str = field(repr=False)
+    ca_file: Path | None = None
+    insecure: bool = False
+
+    @property
+    def api_url(self) -> str:
+        base = self.url.rstrip("/")
+        if base.endswith("/ovirt-engine/api"):
+            return base
+        return base + "/ovirt-engine/api"
+
+    @property
+    def base_url(self) -> str:
+        return self.api_url[: -len("/ovirt-engine/api")]
+
+
+def _profile(path: Path, name: str | None) -> dict[str, Any]:
+    """Read a profile: either flat keys, or `profiles: {name: {...}}` with `default: name`."""
+    import yaml
+
+    path = path.expanduser()
+    if not path.exists():
+        if name:
+            raise InputError(f"{path}: no such profile file", "create it or drop --profile")
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of settings")
+    if "profiles" in data:
+        profiles = data["profiles"] or {}
+        chosen = name or data.get("default")
+        if chosen is None:
+            return {}
+        if chosen not in profiles:
+            raise InputError(f"{path}: profiles: no profile named {chosen!r}",
+                             f"known: {', '.join(sorted(profiles)) or 'none'}")
+        data = profiles[chosen] or {}
+    elif name:
+        raise InputError(f"{path}: has no `profiles:` mapping, so --profile {name} is unknown")
+    unknown = sorted(set(data) - PROFILE_KEYS)
+    if unknown:
+        raise InputError(f"{path}: unknown keys {unknown}",
+                         f"allowed: {', '.join(sorted(PROFILE_KEYS))}; passwords go in a "
+                         "password_file, never in this file")
+    return dict(data)
+
+
+def resolve_config(*, url: str | None = None, username: str | None = None,
+                   password_file: Path | None = None, ca_file: Path | None = None,
+                   insecure: bool = False, profile: str | None = None,
+                   env: Mapping[str, str] | None = None,
+                   profile_path: Path = PROFILE_FILE) -> EngineConfig:
+    """Merge flags, environment and profile into one EngineConfig (InputError when incomplete)."""
+    env = os.environ if env is None else env
+    prof = _profile(Path(env.get("IMAGEPIPE_OVIRT_PROFILE_FILE", str(profile_path))), profile)
+    url = url or env.get("OVIRT_URL") or prof.get("url")
+    username = username or env.get("OVIRT_USERNAME") or prof.get("username") or "admin@internal"
+    if not url:
+        raise InputError("no engine URL given",
+                         "pass --engine https://engine.example.com, set OVIRT_URL, or add "
+                         f"`url:` to {profile_path}")
+    if not url.startswith(("https://", "http://")):
+        raise InputError(f"engine URL must start with https://: {url!r}")
+    pw_file = password_file or env.get("OVIRT_PASSWORD_FILE") or prof.get("password_file")
+    if pw_file:
+        pw_path = Path(str(pw_file)).expanduser()
+        try:
+            password = pw_path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise InputError(f"cannot read the password file {pw_path}: {exc.strerror}") from None
+    elif env.get("OVIRT_PASSWORD"):
+        password = env["OVIRT_PASSWORD"]
+    else:
+        raise InputError("no engine password given",
+                         "pass --password-file FILE or set OVIRT_PASSWORD_FILE")
+    ca = ca_file or env.get("OVIRT_CA_FILE") or prof.get("ca_file")
+    ca_path = Path(str(ca)).expanduser() if ca else None
+    if ca_path is not None and not ca_path.is_file():
+        raise InputError(f"CA file not found: {ca_path}",
+                         "download it from https://ENGINE/ovirt-engine/services/pki-resource"
+                         "?resource=ca-certificate&format=X509-PEM-CA")
+    return EngineConfig(url=url, username=username, password=password, ca_file=ca_path,
+                        insecure=bool(insecure or prof.get("insecure") is True))
+
+
+def describe_sdk_error(exc: BaseException) -> str:
+    """The engine's own words: fault detail without the Java list brackets, else the reason."""
+    fault = getattr(exc, "fault", None)
+    if fault is not None:
+        detail = (fault.detail or "").strip()
+        if detail.startswith("[") and detail.endswith("]"):
+            detail = detail[1:-1]
+        text = detail or fault.reason or str(exc)
+        code = getattr(exc, "code", None)
+        return f"{text} (HTTP {code})" if code else text
+    return str(exc)
+
+
+@contextmanager
+def engine_errors(doing: str) -> Iterator[None]:
+    """Turn SDK exceptions into EngineError carrying what we were doing and the engine's reason."""
+    import ovirtsdk4 as sdk
+
+    try:
+        yield
+    except sdk.AuthError as exc:
+        raise EngineError(f"{doing}: authentication failed: {describe_sdk_error(exc)}",
+                          "check --username and the password file") from None
+    except sdk.ConnectionError as exc:
+        raise EngineError(f"{doing}: cannot reach the engine: {exc}",
+                          "check --engine and --ca-file") from None
+    except sdk.Error as exc:
+        raise EngineError(f"{doing}: {describe_sdk_error(exc)}") from None
+
+
+@contextmanager
+def connect(cfg: EngineConfig) -> Iterator[Any]:
+    """An authenticated ovirtsdk4.Connection, closed (token revoked) on exit."""
+    import ovirtsdk4 as sdk
+
+    con = sdk.Connection(url=cfg.api_url, username=cfg.username, password=cfg.password,
+                         ca_file=str(cfg.ca_file) if cfg.ca_file else None,
+                         insecure=cfg.insecure, timeout=120)
+    try:
+        with engine_errors("logging in to the engine"):
+            con.authenticate()
+        yield con
+    finally:
+        try:
+            con.close()
+        except Exception:  # logging out is best effort; the token expires anyway
+            pass

@@ -1,0 +1,212 @@
+"""One image transfer: wait until ready, send data with ovirt_imageio, verify, finalize.
+
+Why verify before finalize: finalizing hands the disk to the engine; after that a bad upload
+is a bad disk in production. imageio's checksum (blkhash over guest data, holes hashed as zeros)
+is format-independent, so the local image (any qemu format) and the remote disk (qcow2 or raw)
+compare directly, and the daemon computes the remote one next to the storage.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+from contextlib import ExitStack
+from typing import Any
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from imagepipe import ui
+from imagepipe.targets.ovirt import engine as eng
+from imagepipe.targets.ovirt.connection import EngineConfig, EngineError, engine_errors
+
+BLOCK_SIZE = 4 << 20
+ALGORITHM = "blake2b"
+READY_PHASES = ("transferring",)
+
+
+class RetryableTransferError(Exception):
+    """A failure worth a fresh attempt (paused transfer, broken data connection, bad checksum)."""
+
+
+def image_info(image: Path) -> dict[str, Any]:
+    from ovirt_imageio import client
+
+    try:
+        info: dict[str, Any] = client.info(str(image))
+    except Exception as exc:
+        from imagepipe.errors import ImageError
+
+        raise ImageError(f"{image}: qemu cannot read this image: {exc}") from None
+    return info
+
+
+def measure_qcow2(image: Path) -> int:
+    from ovirt_imageio import client
+
+    return int(client.measure(str(image), "qcow2")["required"])
+
+
+def local_checksum(image: Path) -> dict[str, Any]:
+    from ovirt_imageio import client
+
+    result: dict[str, Any] = client.checksum(str(image), block_size=BLOCK_SIZE,
+                                             algorithm=ALGORITHM)
+    return result
+
+
+def _service(con: Any, transfer_id: str) -> Any:
+    return con.system_service().image_transfers_service().image_transfer_service(transfer_id)
+
+
+def start_transfer(con: Any, disk_id: str, timeout: float, stack: ExitStack) -> Any:
+    """Create an upload transfer (NBD backend) and wait until the engine has a ticket ready."""
+    import ovirtsdk4 as sdk
+    from ovirtsdk4 import types
+
+    with engine_errors(f"creating an upload transfer for disk {disk_id}"):
+        transfer = con.system_service().image_transfers_service().add(types.ImageTransfer(
+            disk=types.Disk(id=disk_id), direction=types.ImageTransferDirection.UPLOAD,
+            format=types.DiskFormat.RAW, inactivity_timeout=60,
+            timeout_policy=types.ImageTransferTimeoutPolicy.CANCEL))
+    service = _service(con, transfer.id)
+    stack.callback(_cancel_quietly, service, timeout)
+
+    def get() -> Any:
+        try:
+            t = service.get()
+        except sdk.NotFoundError:
+            raise RetryableTransferError(f"transfer {transfer.id} was removed") from None
+        phase = t.phase
+        if phase == types.ImageTransferPhase.FINISHED_FAILURE:
+            raise EngineError(f"transfer {t.id} failed on the engine (finished_failure)")
+        if phase == types.ImageTransferPhase.PAUSED_SYSTEM:
+            raise RetryableTransferError(f"transfer {t.id} was paused by the system "
+                                         "(the host could not prepare the image)")
+        if phase not in (types.ImageTransferPhase.INITIALIZING,
+                         types.ImageTransferPhase.TRANSFERRING):
+            raise RetryableTransferError(f"transfer {t.id} is in unexpected phase {phase}")
+        return t
+
+    with engine_errors(f"waiting for transfer {transfer.id}"):
+        return eng.poll(f"transfer {transfer.id} to be ready", get,
+                        lambda t: t.phase == types.ImageTransferPhase.TRANSFERRING, timeout)
+
+
+def _cancel_quietly(service: Any, timeout: float) -> None:
+    """Cancel unless finished, then wait for the engine's clean-up (it removes the disk)."""
+    import ovirtsdk4 as sdk
+    from ovirtsdk4 import types
+
+    done = (types.ImageTransferPhase.FINISHED_SUCCESS, types.ImageTransferPhase.FINISHED_FAILURE)
+    try:
+        if service.get().phase in done:
+            return
+        service.cancel()
+        eng.poll("the cancelled transfer to finish", service.get,
+                 lambda t: t.phase in done, timeout)
+    except sdk.NotFoundError:
+        return
+    except Exception as exc:  # clean-up must go on; the disk removal comes next
+        ui.warn(f"cancelling the transfer: {exc}")
+
+
+def send(image: Path, transfer: Any, cfg: EngineConfig, *, label: str, disk_is_zero: bool) -> str:
+    """Upload the data; returns the URL that worked (transfer_url, else proxy_url)."""
+    from ovirt_imageio import client
+
+    url = _reachable(transfer, cfg)
+    try:
+        with ui.Progress(label) as progress:
+            client.upload(str(image), url, str(cfg.ca_file) if cfg.ca_file else None,
+                          secure=not cfg.insecure, progress=progress,
+                          proxy_url=transfer.proxy_url, disk_is_zero=disk_is_zero)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        raise RetryableTransferError(f"sending data to imageio failed: {exc}") from None
+    return url
+
+
+def _context(cfg: EngineConfig) -> ssl.SSLContext:
+    if cfg.insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+
+
+def _request(url: str, cfg: EngineConfig, method: str, suffix: str = "",
+             timeout: float = 600) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    con = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443,
+                                      context=_context(cfg), timeout=timeout)
+    try:
+        con.request(method, parts.path + suffix)
+        resp = con.getresponse()
+        return resp.status, resp.read()
+    finally:
+        con.close()
+
+
+def _reachable(transfer: Any, cfg: EngineConfig) -> str:
+    """transfer_url when it answers, else proxy_url (as the imageio client falls back)."""
+    for url in (transfer.transfer_url, transfer.proxy_url):
+        if not url:
+            continue
+        try:
+            status, _ = _request(url, cfg, "OPTIONS", timeout=10)
+            if status == 200:
+                return str(url)
+        except OSError:
+            continue
+    raise RetryableTransferError("neither transfer_url nor proxy_url answered")
+
+
+def verify(url: str, cfg: EngineConfig, local: dict[str, Any], transfer_id: str) -> str:
+    """Compare the daemon's checksum of the remote disk with the local image's."""
+    suffix = f"/checksum?algorithm={local['algorithm']}&block_size={local['block_size']}"
+    try:
+        status, body = _request(url, cfg, "GET", suffix)
+    except OSError as exc:
+        raise RetryableTransferError(f"reading the remote checksum failed: {exc}") from None
+    if status != 200:
+        raise RetryableTransferError(f"imageio refused the checksum request ({status}): "
+                                     f"{body[:200].decode(errors='replace')}")
+    remote = json.loads(body)
+    if remote["checksum"] != local["checksum"]:
+        raise RetryableTransferError(f"checksum mismatch after upload (transfer {transfer_id}): "
+                                     f"local {local['checksum'][:16]}…, remote "
+                                     f"{remote['checksum'][:16]}…")
+    ui.detail(f"verified: {local['algorithm']}:{local['checksum']}")
+    return f"{local['algorithm']}:{local['checksum']}"
+
+
+def finalize(con: Any, transfer: Any, disk_id: str, timeout: float) -> None:
+    """Finalize and wait for the engine's verdict; a failure here is final (disk removed)."""
+    import ovirtsdk4 as sdk
+    from ovirtsdk4 import types
+
+    service = _service(con, transfer.id)
+    with engine_errors(f"finalizing transfer {transfer.id}"):
+        service.finalize()
+
+    def get() -> Any:
+        try:
+            t = service.get()
+        except sdk.NotFoundError:
+            return None  # engines before 4.4.7 drop finished transfers: the disk tells
+        if t.phase == types.ImageTransferPhase.FINISHED_FAILURE:
+            raise EngineError(f"the engine rejected the uploaded disk {disk_id}: verification "
+                              f"failed at finalize (transfer {t.id} finished_failure); the "
+                              "engine removed the disk")
+        if t.phase == types.ImageTransferPhase.PAUSED_SYSTEM:
+            raise EngineError(f"the engine could not finalize transfer {t.id} "
+                              f"(paused_system); disk {disk_id} is illegal")
+        return t
+
+    with engine_errors(f"waiting for transfer {transfer.id} to finalize"):
+        eng.poll(f"transfer {transfer.id} to finalize", get,
+                 lambda t: t is None or t.phase == types.ImageTransferPhase.FINISHED_SUCCESS,
+                 timeout * 5)
