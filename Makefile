@@ -11,7 +11,7 @@ export DEBIAN_FRONTEND := noninteractive
 APT_PACKAGES := qemu-utils qemu-system-x86 qemu-system-data libguestfs-tools python3-guestfs \
 	linux-image-amd64 extlinux syslinux-common mmdebstrap cloud-init busybox-static \
 	python3-venv python3-dev gcc libxml2-dev libcurl4-openssl-dev libssl-dev fdisk e2fsprogs \
-	xz-utils zstd bzip2 curl openssl genisoimage
+	xz-utils zstd bzip2 curl openssl genisoimage isolinux
 
 .PHONY: setup image test test-fast bench lint clean
 

@@ -1,0 +1,262 @@
+"""Boot test: prove a built image boots, runs its cloud-config and serves what it should.
+
+Why this way: a template that does not boot, or boots with a clone's identity, is worse than no
+template, and only a real boot shows it. The image is booted on a qcow2 overlay (the artifact is
+never written) with a fresh NoCloud seed ISO whose instance-id is new, so cloud-init treats the
+boot as a new instance exactly like a VM created from the template. The seed carries the
+recipe's user-data plus a small script that prints the guest's machine-id and SSH host key
+fingerprints on the serial console; after the ACPI shutdown those are compared with what the
+image itself holds (read with libguestfs, read-only), which proves the seal worked: a clone must
+get a new machine-id and new host keys.
+
+Everything is bounded by `timeout`; the console log is kept in `log_dir` whatever happens.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from pathlib import Path
+from typing import Any
+
+from imagepipe import ui
+from imagepipe.errors import ImagepipeError, InputError
+from imagepipe.recipe.model import HttpCheck
+from imagepipe.tools.qemu import VM, Drive
+
+LOGIN = re.compile(r"login: *$", re.M)
+FINAL = re.compile(r"Cloud-init v\. \S+ finished at")
+MARK = "IMAGEPIPE-BOOTTEST"
+
+
+class BootTestFailed(ImagepipeError):
+    """The image did not pass its boot test (exit 1); the console log is kept."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        failed = [c["name"] for c in report["checks"] if not c["passed"]]
+        super().__init__(f"boot test failed: {', '.join(failed) or 'no check passed'}",
+                         f"see the console log {report['console_log']}")
+        self.report = report
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool = False
+    seconds: float | None = None
+    detail: str = ""
+
+
+def parse_http_check(text: str) -> HttpCheck:
+    """`PORT:PATH:STATUS` (CLI --http) -> HttpCheck; STATUS and PATH may be left out."""
+    parts = text.split(":", 2)
+    try:
+        port = int(parts[0])
+        path = parts[1] if len(parts) > 1 and parts[1] else "/"
+        status = int(parts[2]) if len(parts) > 2 and parts[2] else 200
+    except ValueError:
+        raise InputError(f"bad --http check {text!r}", "use PORT:PATH:STATUS, e.g. 80:/:200") \
+            from None
+    if not 0 < port < 65536 or not path.startswith("/"):
+        raise InputError(f"bad --http check {text!r}", "use PORT:PATH:STATUS, e.g. 80:/:200")
+    return HttpCheck(port=port, path=path, status=status)
+
+
+def identity_script(nonce: str) -> str:
+    """A user-data script that prints the booted guest's identity on the console."""
+    tag = f"{MARK}-{nonce}"
+    return f"""#!/bin/sh
+# added by imagepipe boot-test: report this boot's identity on the serial console
+{{
+echo "{tag} machine-id=$(cat /etc/machine-id 2>/dev/null)"
+for k in /etc/ssh/ssh_host_*_key.pub; do
+  [ -f "$k" ] && echo "{tag} hostkey=$(ssh-keygen -lf "$k" | cut -d' ' -f2)"
+done
+echo "{tag} done"
+}} > /dev/console 2>&1
+"""
+
+
+def make_user_data(user_data: bytes | None, nonce: str) -> bytes:
+    """A MIME multipart user-data: the image's own cloud-config (type detected by cloud-init
+    from its first line, as for a plain user-data file) plus the identity script."""
+    msg = MIMEMultipart()
+    if user_data:
+        msg.attach(MIMEText(user_data.decode("utf-8"), "plain", "utf-8"))
+    msg.attach(MIMEText(identity_script(nonce), "x-shellscript", "utf-8"))
+    return msg.as_bytes()
+
+
+def ssh_fingerprint(pubkey_line: str) -> str | None:
+    """`ssh-keygen -lf` style SHA256 fingerprint of one public key line."""
+    parts = pubkey_line.split()
+    if len(parts) < 2:
+        return None
+    try:
+        blob = base64.b64decode(parts[1])
+    except ValueError:
+        return None
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def image_identity(image: Path) -> dict[str, Any]:
+    """The machine-id and SSH host key fingerprints stored in the image (read-only)."""
+    from imagepipe.tools.guestfs import GuestSession
+
+    with GuestSession(image, readonly=True) as s:
+        g = s.g
+        mid = g.read_file("/etc/machine-id").decode().strip() if g.is_file("/etc/machine-id") \
+            else ""
+        keys = []
+        for path in g.glob_expand("/etc/ssh/ssh_host_*_key.pub"):
+            fp = ssh_fingerprint(g.read_file(path).decode(errors="replace"))
+            if fp:
+                keys.append(fp)
+    return {"machine_id": mid, "host_keys": sorted(keys)}
+
+
+def _http_ok(check: HttpCheck, host_port: int) -> tuple[bool, str]:
+    import requests
+
+    url = f"http://127.0.0.1:{host_port}{check.path}"
+    try:
+        r = requests.get(url, timeout=3)
+    except requests.RequestException as exc:
+        return False, f"{url}: {type(exc).__name__}"
+    if r.status_code != check.status:
+        return False, f"{url}: HTTP {r.status_code}"
+    if check.contains and check.contains not in r.text:
+        return False, f"{url}: HTTP {r.status_code} without {check.contains!r}"
+    return True, f"{url}: HTTP {r.status_code}"
+
+
+def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[HttpCheck] = (),
+              timeout: float = 600, log_dir: Path, memory: int = 1024**3, cpus: int = 2,
+              verify_identity: bool = True, accel: str | None = None,
+              disk_fmt: str | None = None) -> dict[str, Any]:
+    """Boot `image` on an overlay with a fresh seed, run the checks, shut down with ACPI.
+
+    Returns the manifest record (never raises for a failed check: `passed` says; the stage
+    turns a failure into BootTestFailed). Bad arguments raise InputError."""
+    from imagepipe.cloudinit.seed import build_seed_iso, make_meta_data
+
+    image = Path(image)
+    if not image.is_file():
+        raise InputError(f"{image}: no such image file")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    nonce = uuid.uuid4().hex[:12]
+    instance_id = f"iid-boottest-{nonce}"
+    raw_ud = user_data.read_bytes() if user_data else None
+    seed = log_dir / f"seed-{nonce}.iso"
+    build_seed_iso(seed, make_user_data(raw_ud, nonce), make_meta_data(instance_id))
+    console_log = log_dir / f"console-{nonce}.log"
+    results = {"login": CheckResult("login"), "cloud-init-final": CheckResult("cloud-init-final")}
+    for c in checks:
+        name = f"http:{c.port}{c.path}={c.status}"
+        results[name] = CheckResult(name)
+    identity: dict[str, Any] = {}
+    clean = False
+    start = time.monotonic()
+    try:
+        with VM(image, workdir=log_dir / f"vm-{nonce}", disk_fmt=disk_fmt, memory=memory,
+                cpus=cpus, accel=accel, console_log=console_log,
+                forward_ports=sorted({c.port for c in checks}),
+                drives=[Drive(seed, fmt="raw", readonly=True)]) as vm:
+            ui.info(f"boot-test: booting {image.name} (console: {console_log})")
+            _watch(vm, checks, results, identity, nonce, start, timeout)
+            clean = vm.powerdown(timeout=60)
+    finally:
+        seed.unlink(missing_ok=True)
+    record = _report(results, identity, image, console_log, clean, start, instance_id,
+                     verify_identity)
+    return record
+
+
+def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
+           identity: dict[str, Any], nonce: str, start: float, timeout: float) -> None:
+    """Poll the console and the HTTP checks until all passed, the VM died or time ran out."""
+    tag = re.compile(rf"{MARK}-{nonce} (machine-id|hostkey)=(.*)$", re.M)
+    names = [f"http:{c.port}{c.path}={c.status}" for c in checks]
+    deadline = start + timeout
+    next_http = 0.0
+    while True:
+        now = time.monotonic()
+        text = vm.console()
+        for key, rx in (("login", LOGIN), ("cloud-init-final", FINAL)):
+            if not results[key].passed and rx.search(text):
+                results[key].passed, results[key].seconds = True, round(now - start, 1)
+                ui.info(f"boot-test: {key} after {now - start:.0f}s")
+        if f"{MARK}-{nonce} done" in text:
+            found = tag.findall(text)
+            identity["machine_id"] = next((v.strip() for k, v in found if k == "machine-id"), "")
+            identity["host_keys"] = sorted({v.strip() for k, v in found if k == "hostkey"})
+        if now >= next_http and results["cloud-init-final"].passed:
+            next_http = now + 2
+            for check, name in zip(checks, names, strict=True):
+                if not results[name].passed:
+                    ok, detail = _http_ok(check, vm.ports[check.port])
+                    results[name].detail = detail
+                    if ok:
+                        results[name].passed, results[name].seconds = True, round(now - start, 1)
+                        ui.info(f"boot-test: {detail} after {now - start:.0f}s")
+        if all(r.passed for r in results.values()) and identity:
+            return
+        if not vm.running():
+            results["login"].detail = results["login"].detail or "the VM stopped"
+            return
+        if now >= deadline:
+            for r in results.values():
+                if not r.passed and not r.detail:
+                    r.detail = f"not seen within {timeout:.0f}s"
+            return
+        time.sleep(1)
+
+
+def _report(results: dict[str, CheckResult], identity: dict[str, Any], image: Path,
+            console_log: Path, clean: bool, start: float, instance_id: str,
+            verify_identity: bool) -> dict[str, Any]:
+    if verify_identity:
+        results["new-identity"] = _identity_check(image, identity)
+    checks = [asdict(r) for r in results.values()]
+    return {
+        "passed": all(r.passed for r in results.values()),
+        "checks": checks,
+        "time_to_login": results["login"].seconds,
+        "time_to_cloud_init_final": results["cloud-init-final"].seconds,
+        "seconds": round(time.monotonic() - start, 1),
+        "clean_shutdown": clean,
+        "console_log": str(console_log),
+        "instance_id": instance_id,
+        "guest_identity": identity,
+    }
+
+
+def _identity_check(image: Path, booted: dict[str, Any]) -> CheckResult:
+    r = CheckResult("new-identity")
+    if not booted:
+        r.detail = "the guest never printed its identity (cloud-init final scripts did not run)"
+        return r
+    t = time.monotonic()
+    before = image_identity(image)
+    mid, keys = booted.get("machine_id", ""), set(booted.get("host_keys", []))
+    problems = []
+    if not re.fullmatch(r"[0-9a-f]{32}", mid):
+        problems.append(f"booted machine-id is {mid!r}")
+    elif mid == before["machine_id"]:
+        problems.append("machine-id is the image's own (not sealed)")
+    if not keys:
+        problems.append("no SSH host keys after boot")
+    elif keys & set(before["host_keys"]):
+        problems.append("SSH host keys are the image's own (not sealed)")
+    r.passed, r.seconds = not problems, round(time.monotonic() - t, 1)
+    r.detail = "; ".join(problems) or (f"machine-id {mid}, {len(keys)} new host keys "
+                                       f"(image: {before['machine_id'] or 'empty'} machine-id, "
+                                       f"{len(before['host_keys'])} keys)")
+    return r
