@@ -107,3 +107,15 @@ def remove_entity(service: Any, what: str, timeout: float, **kwargs: Any) -> Non
             return
         time.sleep(POLL_S)
     ui.warn(f"{what} is still listed by the engine after {timeout:.0f}s")
+
+
+CLEANUP_TIMEOUT_S = 60.0
+
+
+def cleanup_remove(service: Any, what: str, timeout: float = CLEANUP_TIMEOUT_S) -> None:
+    """remove_entity for ExitStack clean-ups: a failure is a warning naming the leftover, so
+    it never hides the error that caused the clean-up."""
+    try:
+        remove_entity(service, what, timeout)
+    except Exception as exc:
+        ui.warn(f"{what} was left on the engine: {exc}")

@@ -121,7 +121,7 @@ def _build(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec, name: s
                          description=f"imagepipe: disk of template {name}",
                          options=options, checksum=local)
         # The template gets its own copies; the uploaded disk goes in every outcome.
-        stack.callback(eng.remove_entity, system.disks_service().disk_service(up.disk_id),
+        stack.callback(eng.cleanup_remove, system.disks_service().disk_service(up.disk_id),
                        f"disk {up.disk_id}", 600)
         vm = _temporary_vm(con, spec, name, cluster, stack)
         vm_service = system.vms_service().vm_service(vm.id)
@@ -160,7 +160,7 @@ def _temporary_vm(con: Any, spec: TemplateSpec, name: str, cluster: Any,
             os=types.OperatingSystem(type=spec.os_type,
                                      boot=types.Boot(devices=[types.BootDevice.HD])),
             description=f"imagepipe: temporary VM for template {name}"))
-    stack.callback(eng.remove_entity, vms.vm_service(vm.id), f"temporary VM {vm_name}", 600)
+    stack.callback(eng.cleanup_remove, vms.vm_service(vm.id), f"temporary VM {vm_name}", 600)
     return vm
 
 
@@ -181,7 +181,7 @@ def _create_template(con: Any, spec: TemplateSpec, name: str, vm_id: str, digest
             initialization=init), seal=spec.seal)
     done = {"ok": False}
     tpl_service = service.template_service(tpl.id)
-    stack.callback(lambda: done["ok"] or eng.remove_entity(tpl_service, f"template {name}", 600))
+    stack.callback(lambda: done["ok"] or eng.cleanup_remove(tpl_service, f"template {name}", 600))
 
     def get() -> Any:
         t = tpl_service.get()

@@ -132,8 +132,8 @@ def _attempt(con: Any, cfg: EngineConfig, image: Path, info: dict[str, Any], *, 
                 sparse=sparse, content_type=types.DiskContentType(content_type),
                 backup=types.DiskBackup.INCREMENTAL if fmt == "cow" else None,
                 storage_domains=[types.StorageDomain(name=sd)]))
-        stack.callback(eng.remove_entity, disks.disk_service(disk.id), f"disk {disk.id}",
-                       options.disk_timeout)
+        stack.callback(eng.cleanup_remove, disks.disk_service(disk.id), f"disk {disk.id}",
+                       max(options.disk_timeout, eng.CLEANUP_TIMEOUT_S))
         ui.detail(f"disk {disk.id} created; waiting for the engine to unlock it")
         eng.wait_disk_ok(con, disk.id, options.disk_timeout)
         transfer = data.start_transfer(con, disk.id, options.transfer_timeout, stack)

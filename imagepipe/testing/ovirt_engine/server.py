@@ -237,7 +237,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _api(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         engine = self.server.engine
-        if engine.faults.take("revoke_tokens"):
+        if engine.faults.countdown("revoke_tokens"):
             engine.sso.revoke_all()
         if not engine.sso.valid(self.headers.get("Authorization")):
             self._send(401, b"", headers={"WWW-Authenticate": "Bearer"})

@@ -47,6 +47,7 @@ class Faults:
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def set(self, values: dict[str, Any]) -> None:
         unknown = sorted(set(values) - set(self.NAMES))
@@ -72,6 +73,19 @@ class Faults:
             else:
                 self.values[name] = value - 1
         return True
+
+
+    def countdown(self, name: str) -> bool:
+        """For one-shot faults timed in requests: N fires once, on the N-th call from now."""
+        with self._lock:
+            value = self.values.get(name)
+            if not value:
+                return False
+            if value is True or int(value) <= 1:
+                self.values.pop(name)
+                return True
+            self.values[name] = int(value) - 1
+            return False
 
 
 class Core:
