@@ -129,7 +129,7 @@ def _to_obj(el: ET.Element) -> Any:
     if el.tag in SINGULAR:
         return [_to_obj(item) for item in el]
     if not len(el) and not el.attrib:
-        return (el.text or "").strip()
+        return el.text or ""
     obj: dict[str, Any] = dict(el.attrib)
     for child in el:
         obj[child.tag] = _to_obj(child)

@@ -1,0 +1,99 @@
+"""OVA export: tar layout (OVF first), the OVF 1.0 descriptor parsed back, the manifest, and
+the disk member read in place by ovirt_imageio's client (member support) and qemu."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from imagepipe.targets.ova import OVF, RASD, write_ova
+from tests.conftest import run_cli
+from tests.integration.ovirt_helpers import MiB, identical, make_image
+
+pytestmark = pytest.mark.ovirt
+
+
+@pytest.fixture(scope="module")
+def ova(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("ova")
+    src = make_image(d / "web.qcow2", size=32 * MiB, chunks=((0, 1), (17, 2)))
+    out = d / "out" / "web.ova"
+    report = write_ova(src, out, name="web", description="Apache httpd", cpus=4,
+                       memory=3 << 30, os_type="rhel_9x64")
+    assert report.path == out and report.format == "ova" and report.virtual_size == 32 * MiB
+    assert report.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert [p.name for p in out.parent.iterdir()] == ["web.ova"]  # no temp files left
+    return src, out
+
+
+def test_tar_layout_and_manifest(ova: tuple[Path, Path]) -> None:
+    _, out = ova
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        assert names == ["web.ovf", "web-disk1.vmdk", "web.mf"]
+        assert tar.getmember("web.ovf").offset == 0  # the descriptor is the first member
+        members = {n: tar.extractfile(n).read() for n in names}  # type: ignore[union-attr]
+    lines = members["web.mf"].decode().splitlines()
+    assert lines == [f"SHA256({n})= {hashlib.sha256(members[n]).hexdigest()}"
+                     for n in ("web.ovf", "web-disk1.vmdk")]
+
+
+def test_ovf_matches(ova: tuple[Path, Path]) -> None:
+    _, out = ova
+    with tarfile.open(out) as tar:
+        root = ET.parse(io.BytesIO(tar.extractfile("web.ovf").read())).getroot()  # type: ignore[union-attr]
+        vmdk_size = tar.getmember("web-disk1.vmdk").size
+    q = lambda tag: f"{{{OVF}}}{tag}"  # noqa: E731
+    assert root.tag == q("Envelope")
+    f = root.find(f"{q('References')}/{q('File')}")
+    assert f is not None and f.get(q("href")) == "web-disk1.vmdk"
+    assert int(f.get(q("size"), "0")) == vmdk_size
+    disk = root.find(f"{q('DiskSection')}/{q('Disk')}")
+    assert disk is not None and int(disk.get(q("capacity"), "0")) == 32 * MiB
+    assert disk.get(q("format"), "").endswith("#streamOptimized")
+    vs = root.find(q("VirtualSystem"))
+    assert vs is not None and vs.findtext(q("Name")) == "web"
+    assert vs.findtext(f"{q('AnnotationSection')}/{q('Annotation')}") == "Apache httpd"
+    assert vs.findtext(f"{q('OperatingSystemSection')}/{q('Description')}") == "rhel_9x64"
+    items = {i.findtext(f"{{{RASD}}}ResourceType"): i
+             for i in vs.iter(q("Item"))}
+    assert items["3"].findtext(f"{{{RASD}}}VirtualQuantity") == "4"
+    assert items["4"].findtext(f"{{{RASD}}}VirtualQuantity") == "3072"
+    assert items["4"].findtext(f"{{{RASD}}}AllocationUnits") == "byte * 2^20"
+    assert items["17"].findtext(f"{{{RASD}}}HostResource") == "ovf:/disk/vmdisk1"
+
+
+def test_imageio_reads_disk_member(ova: tuple[Path, Path], tmp_path: Path) -> None:
+    from ovirt_imageio import client
+
+    src, out = ova
+    info = client.info(str(out), member="web-disk1.vmdk")
+    assert info["format"] == "vmdk" and info["virtual-size"] == 32 * MiB
+    assert info["format-specific"]["data"]["create-type"] == "streamOptimized"
+    # imageio's json: URI reads the vmdk in place inside the tar; its guest data is the image's.
+    assert identical(src, Path(info["filename"]))
+    with tarfile.open(out) as tar:
+        member = tar.getmember("web-disk1.vmdk")
+        assert (info["member-offset"], info["member-size"]) == (member.offset_data, member.size)
+
+
+def test_convert_cli_writes_ova(tmp_path: Path) -> None:
+    src = make_image(tmp_path / "disk.raw", size=16 * MiB, fmt="raw", chunks=((3, 1),))
+    proc = run_cli("--json", "convert", str(src), str(tmp_path / "disk.ova"))
+    assert proc.returncode == 0, proc.stderr
+    result = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")][-1]
+    assert result["event"] == "result"
+    with tarfile.open(tmp_path / "disk.ova") as tar:
+        assert tar.getnames()[0] == "disk.ovf"
+        tar.extract("disk-disk1.vmdk", tmp_path / "x")
+    assert identical(src, tmp_path / "x" / "disk-disk1.vmdk")
+    check = subprocess.run(["qemu-img", "check", str(tmp_path / "x" / "disk-disk1.vmdk")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
