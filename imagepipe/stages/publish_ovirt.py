@@ -1,0 +1,100 @@
+"""Stage `publish.ovirt`: the built image becomes an oVirt template (thin wrapper).
+
+Why a record artifact: publishing has an outside effect (a template on an engine) and produces
+no file; the manifest records what was made (disk id, template id and name, the verified
+checksum) so a later build can be traced to the template it published. Not cacheable: the
+engine's state is not ours, so the stage runs every build (and is idempotent by checksum).
+The password file's *path* is an option, never its content or hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagepipe.errors import InputError
+from imagepipe.recipe.model import Recipe
+from imagepipe.stages.base import Artifact, Stage, StageContext
+
+
+@dataclass(frozen=True)
+class OvirtPublishOptions:
+    storage_domain: str
+    cluster: str
+    template_name: str
+    description: str
+    comment: str = ""
+    user_data: Path | None = None
+    engine_url: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+    insecure: bool = False
+    profile: str | None = None
+    memory: int = 2 << 30
+    cpus: int = 2
+    os_type: str = "other_linux"
+    network: str = "ovirtmgmt"
+    ballooning: bool = True
+    seal: bool = False
+    keep: int | None = None
+    disk_format: str = "cow"
+
+
+class OvirtPublishStage(Stage):
+    name = "publish.ovirt"
+    version = 1
+    Options = OvirtPublishOptions
+    inputs = ("image",)
+    cacheable = False
+
+    @classmethod
+    def options_from_recipe(cls, recipe: Recipe) -> OvirtPublishOptions | None:
+        o = recipe.publish.ovirt
+        if o is None:
+            return None
+        if not o.storage_domain:
+            raise InputError(f"{recipe.path}: publish.ovirt.storage_domain is required")
+        suffix = recipe.image_version or "${date}"
+        return OvirtPublishOptions(
+            storage_domain=o.storage_domain, cluster=o.cluster,
+            template_name=o.template_name or f"{recipe.name}-{suffix}",
+            description=recipe.description, comment=recipe.comment,
+            user_data=recipe.cloud_init.user_data if recipe.cloud_init else None,
+            engine_url=o.engine_url, username=o.username,
+            password_file=str(o.password_file) if o.password_file else None,
+            ca_file=str(o.ca_file) if o.ca_file else None, insecure=o.insecure,
+            profile=o.profile, memory=o.memory, cpus=o.cpus,
+            os_type=o.os_type if o.os_type != "other_linux" or not recipe.os_type
+            else recipe.os_type,
+            network=o.network, ballooning=o.ballooning, seal=o.seal, keep=o.keep,
+            disk_format=o.disk_format)
+
+    def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
+        from imagepipe.targets.ovirt import TemplateSpec, connect, make_template, resolve_config
+
+        o: OvirtPublishOptions = self.options
+        image = inputs["image"]
+        if image.path is None:
+            raise InputError("publish.ovirt needs an image input")
+        cfg = resolve_config(url=o.engine_url, username=o.username,
+                             password_file=Path(o.password_file) if o.password_file else None,
+                             ca_file=Path(o.ca_file) if o.ca_file else None,
+                             insecure=o.insecure, profile=o.profile)
+        spec = TemplateSpec(name=o.template_name, description=o.description, comment=o.comment,
+                            cluster=o.cluster, storage_domain=o.storage_domain,
+                            user_data=o.user_data.read_text() if o.user_data else None,
+                            memory=o.memory, cpus=o.cpus, os_type=o.os_type, network=o.network,
+                            ballooning=o.ballooning, seal=o.seal, keep=o.keep,
+                            disk_format=o.disk_format)
+        ctx.log.info("publishing %s to %s as template %s", image.path, cfg.url, o.template_name)
+        with connect(cfg) as con:
+            r = make_template(con, cfg, image.path, spec)
+        ctx.log.info("template %s (%s), checksum %s, reused=%s", r.template_name,
+                     r.template_id, r.checksum, r.reused)
+        return Artifact(path=None, kind="record", metadata={
+            "engine": cfg.base_url, "storage_domain": o.storage_domain, "cluster": o.cluster,
+            "disk_id": r.disk_id, "template_id": r.template_id,
+            "template_name": r.template_name, "checksum": r.checksum, "reused": r.reused,
+            "template_disk_ids": r.template_disk_ids, "removed_versions": r.removed_versions})
