@@ -27,7 +27,8 @@ def _follow_chain(top: dict[str, Any]) -> list[dict[str, Any]]:
         name = current.get("full-backing-filename") or current.get("backing-filename")
         if not name:
             break
-        entry: dict[str, Any] = {"path": str(name), "format": current.get("backing-filename-format")}
+        entry: dict[str, Any] = {"path": str(name),
+                                 "format": current.get("backing-filename-format")}
         chain.append(entry)
         if name.startswith("json:") or "://" in name or not os.path.isfile(name):
             entry["opened"] = False

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import formats, ui
+from imagepipe.convert import durable, rules
 from imagepipe.convert import report as report_mod
-from imagepipe.convert import rules
 from imagepipe.convert.presets import OutputPlan, plan_output
 from imagepipe.convert.probe import probe_image
 from imagepipe.convert.report import ImageReport
@@ -141,33 +141,6 @@ def _verify(src: Path, src_info: dict[str, Any], tmp: Path, plan: OutputPlan,
                                 "nothing was written; please report this with -vv output")
 
 
-def _publish(tmp: Path, dst: Path, force: bool) -> None:
-    """fsync the file, move it to DST without clobbering (unless force), fsync the directory."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if force:
-        os.replace(tmp, dst)
-    else:
-        try:
-            os.link(tmp, dst)  # fails if DST appeared meanwhile: never clobber
-        except FileExistsError:
-            raise InputError(f"{dst}: already exists", "pass --force to replace it") from None
-        except OSError:  # a filesystem without hard links
-            if dst.exists():
-                raise InputError(f"{dst}: already exists", "pass --force") from None
-            os.rename(tmp, dst)
-        else:
-            os.unlink(tmp)
-    dfd = os.open(dst.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def _convert_ova(src: Path, dst: Path) -> ImageReport:
     try:
         from imagepipe.targets.ova import write_ova
@@ -182,7 +155,7 @@ def _convert_ova(src: Path, dst: Path) -> ImageReport:
 def _run_convert(src: Path, src_driver: str, tmp: Path, plan: OutputPlan, size: int,
                  virtual_size: int) -> None:
     fmt = formats.get(plan.format)
-    with ExitStack() as bar_stack:
+    with ExitStack() as bar_stack, durable.EarlyWriteback(tmp):
         progress = _LazyProgress(bar_stack, f"convert to {fmt.name}", size)
         _qemu_convert(src, src_driver, tmp, plan, fmt, size, virtual_size, progress)
 
@@ -222,7 +195,7 @@ def convert_image(src: Path, dst: Path, *, fmt: str | None = None, preset: str |
     want_sha = verify if checksum is None else checksum
     with ExitStack() as stack:
         tmp = temp_path(dst)
-        stack.callback(_unlink_quietly, tmp)
+        stack.callback(durable.unlink_quietly, tmp)
         ui.info(f"converting {src} ({src_info['imagepipe-format']}) to {dst} ({plan.format})")
         with ui.stage("convert", src=str(src), dst=str(dst), format=plan.format):
             _run_convert(src, src_info["format"], tmp, plan, size, virtual_size)
@@ -232,10 +205,6 @@ def convert_image(src: Path, dst: Path, *, fmt: str | None = None, preset: str |
             digest = sha()
         result = report_mod.describe(tmp, plan.format, virtual_size=size, sha256=digest,
                                      verified=verify, report_path=dst)
-        _publish(tmp, dst, force)
+        durable.publish(tmp, dst, force)
     return result
 
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

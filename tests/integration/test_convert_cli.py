@@ -174,7 +174,8 @@ def test_info_text_json_and_checksum(work: Path) -> None:
     assert "format:          qcow2 (compat 1.1)" in res.stdout
     assert "virtual size:    4 MiB (4194304 bytes)" in res.stdout
     assert "backing chain:   none" in res.stdout and "corrupt:         no" in res.stdout
-    for args in (["info", "--json", "--checksum", str(q)], ["--json", "info", "--checksum", str(q)]):
+    for args in (["info", "--json", "--checksum", str(q)],
+                 ["--json", "info", "--checksum", str(q)]):
         res = run_cli(*args)
         d = json.loads(res.stdout)
         assert d["event"] == "result" and d["format"] == "qcow2"
@@ -203,3 +204,22 @@ def test_info_backing_chain_and_warnings(work: Path) -> None:
 def test_info_bad_input(work: Path) -> None:
     res = run_cli("info", str(work / "missing.qcow2"))
     assert res.returncode == 2 and "no such file" in res.stderr
+
+
+def test_ova_destination_dispatches_to_the_ova_writer(work: Path) -> None:
+    import importlib.util
+    import tarfile
+
+    res = run_cli("convert", str(work / "disk.qcow2"), str(work / "vm.ova"))
+    if importlib.util.find_spec("imagepipe.targets.ova") is None:
+        assert res.returncode == 1 and "OVA output is not available" in res.stderr
+        return
+    assert res.returncode == 0, res.stderr
+    with tarfile.open(work / "vm.ova") as tar:
+        names = tar.getnames()
+    assert names[0] == "vm.ovf" and any(n.endswith(".vmdk") for n in names)
+    assert "wrote" in res.stdout and "ova" in res.stdout
+    # Input safety applies before the OVA writer runs.
+    shutil.copy(work / "disk.raw", work / "fake.qcow2")
+    res = run_cli("convert", str(work / "fake.qcow2"), str(work / "x.ova"))
+    assert res.returncode == 2 and not (work / "x.ova").exists()
