@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 RECIPE ?= httpd
 PYTEST_ARGS ?=
+BENCH ?=  # e.g. make bench BENCH=convert (default: every benchmarks/bench_*.py)
 export DEBIAN_FRONTEND := noninteractive
 
 APT_PACKAGES := qemu-utils qemu-system-x86 qemu-system-data libguestfs-tools python3-guestfs \
@@ -40,7 +41,7 @@ test-fast: setup
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH)
 
 lint: setup
 	$(VENV)/bin/ruff check imagepipe tests benchmarks
