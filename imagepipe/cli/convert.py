@@ -37,8 +37,8 @@ def _list_presets() -> None:
 @click.argument("src", required=False, type=click.Path(path_type=Path))
 @click.argument("dst", required=False, type=click.Path(path_type=Path))
 @click.option("--to", "fmt", metavar="FMT", type=click.Choice(formats.names() + ["vpc"],
-              case_sensitive=False), help="Output format (default: from --preset or DST's "
-              "extension).")
+              case_sensitive=False), help="Output format: " + ", ".join(formats.names())
+              + " (default: from --preset or DST's extension).")
 @click.option("--preset", metavar="NAME", help="Named output recipe (see --list-presets).")
 @click.option("-o", "options", multiple=True, metavar="KEY=VAL",
               help="qemu-img create option for the output, e.g. -o cluster_size=2M (repeatable).")

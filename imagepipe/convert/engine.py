@@ -201,6 +201,7 @@ def convert_image(src: Path, dst: Path, *, fmt: str | None = None, preset: str |
             _run_convert(src, src_info["format"], tmp, plan, size, virtual_size)
         with ui.stage("verify", enabled=verify), _sha256_thread(tmp, want_sha) as sha:
             if verify:
+                ui.info(f"verifying {dst.name}: format rules, qemu-img check/compare, sha256")
                 _verify(src, src_info, tmp, plan, dst, size)
             digest = sha()
         result = report_mod.describe(tmp, plan.format, virtual_size=size, sha256=digest,
