@@ -69,7 +69,8 @@ def test_package_list_and_argv() -> None:
     argv = bs.mmdebstrap_argv(src, "http://m/debian", Path("/o/root.tar"))
     assert argv[0] == "mmdebstrap" and argv[-3:] == ["bookworm", "/o/root.tar", "http://m/debian"]
     assert "--mode=unshare" in argv and f"--include={','.join(pkgs)}" in argv
-    ubuntu = bs.mmdebstrap_argv(BootstrapSource(distro="ubuntu", suite="jammy"), "http://u", Path("o"))
+    ubuntu = bs.mmdebstrap_argv(BootstrapSource(distro="ubuntu", suite="jammy"), "http://u",
+                                Path("o"))
     assert "--components=main,universe" in ubuntu and any("ubuntu" in a for a in ubuntu)
     with pytest.raises(InputError, match="unsupported bootstrap distro 'arch'"):
         bs.package_list(BootstrapSource(distro="arch"))

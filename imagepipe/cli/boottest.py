@@ -1,0 +1,64 @@
+"""`imagepipe boot-test IMAGE`: boot an image on an overlay and prove it works.
+
+Exit 0 when every check passed, 1 when one failed (the console log is kept and its path
+printed), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+
+from imagepipe import ui
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--user-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Cloud-config (user-data) for the boot, e.g. the recipe's.")
+@click.option("--http", "http", multiple=True, metavar="PORT:PATH:STATUS",
+              help="Wait until the guest's PORT answers PATH with STATUS (repeatable), "
+              "e.g. 80:/:200.")
+@click.option("--timeout", type=click.IntRange(min=10), default=600, show_default=True,
+              help="Seconds to wait for all checks.")
+@click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the console log (kept); default: a temp dir, kept only on "
+              "failure.")
+@click.option("--memory", type=click.IntRange(min=128), default=1024, show_default=True,
+              help="Guest memory in MiB.")
+@click.option("--cpus", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--no-identity-check", is_flag=True,
+              help="Skip the check that the guest got a new machine-id and SSH host keys.")
+@click.option("--json", "json_mode", is_flag=True, help="Same as the global --json.")
+def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeout: int,
+              keep_log: Path | None, memory: int, cpus: int, no_identity_check: bool,
+              json_mode: bool) -> None:
+    """Boot IMAGE (never modified: a qcow2 overlay takes the writes) with a fresh cloud-init
+    seed, wait for cloud-init to finish and each --http check to answer, shut down with ACPI,
+    and report per check."""
+    from imagepipe.boottest import BootTestFailed, parse_http_check
+    from imagepipe.boottest import boot_test as run_boot_test
+    from imagepipe.convert import probe_image
+
+    if json_mode:
+        ui.settings.json = True
+    checks = [parse_http_check(h) for h in http]
+    fmt = str(probe_image(image)["format"])
+    log_dir = keep_log or Path(tempfile.mkdtemp(prefix="imagepipe-boot-test-"))
+    report = run_boot_test(image, user_data=user_data, checks=checks, timeout=timeout,
+                           log_dir=log_dir, memory=memory * 1024**2, cpus=cpus,
+                           verify_identity=not no_identity_check, disk_fmt=fmt)
+    lines = [f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']:<24} "
+             f"{'' if c['seconds'] is None else str(c['seconds']) + 's':>7}  {c['detail']}"
+             for c in report["checks"]]
+    if report["passed"] and keep_log is None:
+        shutil.rmtree(log_dir, ignore_errors=True)
+        report["console_log"] = None
+    else:
+        lines.append(f"console log: {report['console_log']}")
+    ui.result("\n".join(lines), **report)
+    if not report["passed"]:
+        raise BootTestFailed(report)

@@ -1,0 +1,54 @@
+"""Stage `test.boot`: boot the sealed image and prove it works (imagepipe.boottest).
+
+A failed boot test raises, so the build fails before any publish stage runs; the console log
+stays in the build's log directory (outside the work dir the engine removes). A passed test is
+cached like any stage: the same image with the same checks need not be booted again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagepipe.boottest import BootTestFailed, boot_test
+from imagepipe.recipe.model import HttpCheck, Recipe
+from imagepipe.stages.base import Artifact, Stage, StageContext
+
+
+@dataclass(frozen=True)
+class BootTestOptions:
+    user_data: Path | None
+    checks: tuple[HttpCheck, ...] = ()
+    timeout: int = 600
+    memory: int = 1024**3
+    cpus: int = 2
+
+
+class BootTestStage(Stage):
+    name = "test.boot"
+    version = 1
+    Options = BootTestOptions
+    inputs = ("image",)
+    tools = ("qemu-system-x86_64",)
+
+    @classmethod
+    def options_from_recipe(cls, recipe: Recipe) -> BootTestOptions | None:
+        boot = recipe.test.boot
+        if boot is None:
+            return None
+        user_data = recipe.cloud_init.user_data if recipe.cloud_init else None
+        return BootTestOptions(user_data=user_data, checks=tuple(boot.http),
+                               timeout=boot.timeout, memory=boot.memory, cpus=boot.cpus)
+
+    def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
+        image = inputs["image"]
+        assert image.path is not None
+        o: BootTestOptions = self.options
+        report = boot_test(image.path, user_data=o.user_data, checks=o.checks, timeout=o.timeout,
+                           log_dir=ctx.build_dir / "logs" / "boot-test", memory=o.memory,
+                           cpus=o.cpus, accel=ctx.accel, disk_fmt=image.format)
+        ctx.log.info("boot test: %s", report)
+        if not report["passed"]:
+            raise BootTestFailed(report)
+        return Artifact(path=None, kind="record", metadata=report)
