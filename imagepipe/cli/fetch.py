@@ -1,0 +1,61 @@
+"""`imagepipe fetch URL (--checksum ALGO:HEX | --checksum-url URL) [--mirror URL]... [-o PATH]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from imagepipe import ui
+from imagepipe.cli.store_option import store_option
+
+
+@click.command()
+@click.argument("url")
+@click.option("--checksum", metavar="ALGO:HEX", help="Expected sha256:/sha512: digest.")
+@click.option("--checksum-url", metavar="URL",
+              help="A checksum file (GNU or BSD format) listing the file by name.")
+@click.option("--mirror", "mirrors", multiple=True, metavar="URL",
+              help="Another URL for the same file (tried in order; '/'-ending = directory).")
+@click.option("--insecure-no-checksum", is_flag=True,
+              help="Download without verifying (not recommended).")
+@click.option("--decompress", is_flag=True,
+              help="Also decompress (.xz .gz .zst .bz2) into the store and use that file.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Also place the file here (reflink, hardlink or copy).")
+@store_option
+def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tuple[str, ...],
+          insecure_no_checksum: bool, decompress: bool, output: Path | None,
+          store: Path | None) -> None:
+    """Download URL into the store (verified, resumable) and print its store path."""
+    from imagepipe.errors import InputError
+    from imagepipe.fetch import fetch_result
+    from imagepipe.fetch.checksums import file_name
+    from imagepipe.fetch.transfer import copy_out
+    from imagepipe.fetch.unpack import unpack
+    from imagepipe.recipe.model import Download
+    from imagepipe.store import Store
+
+    if checksum and checksum_url:
+        raise InputError("give --checksum or --checksum-url, not both")
+    st = Store(store)
+    try:
+        res = fetch_result(Download(url=url, checksum=checksum, checksum_url=checksum_url,
+                                    mirrors=mirrors, insecure_no_checksum=insecure_no_checksum),
+                           st)
+        path, digest = res.path, res.digest
+        if decompress:
+            art = unpack(st, res.path, res.digest, file_name(url))
+            if art is not None and art.path is not None and art.digest is not None:
+                path, digest = art.path, art.digest
+        if output is not None:
+            if output.is_dir():
+                output = output / (path.name if decompress else file_name(url))
+            how = copy_out(path, output)
+            ui.info(f"placed {output} ({how})")
+    finally:
+        st.holds.close()
+    how_got = f"downloaded {res.downloaded} bytes from {res.url}" if res.url else "cached"
+    ui.info(f"{digest} ({how_got})")
+    ui.result(str(path), path=str(path), digest=digest, url=res.url,
+              downloaded=res.downloaded, output=str(output) if output else None)

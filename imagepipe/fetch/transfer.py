@@ -1,0 +1,235 @@
+"""Moving bytes: one URL into a `.part` file, resumed with HTTP Range, hashed on the way.
+
+Why hash while downloading: the checksum costs no extra pass over a multi-GiB image, and a
+resumed download re-hashes only the bytes already on disk. Why `.part` files live in the store
+(not in a temp dir): an interrupted download (Ctrl-C, kill -9, a dropped connection) keeps its
+bytes, and the next attempt asks only for the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from queue import Queue
+from typing import Any, BinaryIO
+from urllib.parse import unquote, urlparse
+
+from imagepipe.errors import ImagepipeError, InputError
+
+log = logging.getLogger("imagepipe.fetch")
+CHUNK = 1 << 20
+TIMEOUT = (10.0, 60.0)  # connect, read (seconds without a byte)
+
+
+class TransientError(ImagepipeError):
+    """Worth retrying the same URL (connection dropped, 5xx, timeout)."""
+
+
+class PermanentError(ImagepipeError):
+    """Not worth retrying this URL (404, 403, bad scheme); try the next mirror."""
+
+
+def session() -> Any:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Debian's requests warns about a newer urllib3
+        import requests
+    s = requests.Session()
+    s.headers["User-Agent"] = "imagepipe"
+    s.headers["Accept-Encoding"] = "identity"  # we want the bytes the checksum is for
+    return s
+
+
+def get_text(url: str, http: Any) -> str:
+    """A small text file (a checksum list) from http(s):// or file://."""
+    scheme = urlparse(url).scheme
+    if scheme == "file":
+        return Path(unquote(urlparse(url).path)).read_text(errors="replace")
+    if scheme not in ("http", "https"):
+        raise InputError(f"unsupported URL scheme in {url!r}", "use http://, https:// or file://")
+    import requests
+
+    try:
+        resp = http.get(url, timeout=TIMEOUT)
+    except requests.RequestException as exc:
+        raise TransientError(f"{url}: {exc}") from None
+    if resp.status_code >= 500 or resp.status_code in (408, 429):
+        raise TransientError(f"{url}: HTTP {resp.status_code}")
+    if resp.status_code != 200:
+        raise PermanentError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+    return str(resp.text)
+
+
+class _Hasher:
+    """sha digest computed in a helper thread, so hashing overlaps network reads and writes."""
+
+    def __init__(self, algo: str) -> None:
+        self.h = hashlib.new(algo)
+        self.q: Queue[bytes | None] = Queue(maxsize=16)
+        self.t = threading.Thread(target=self._work, daemon=True)
+        self.t.start()
+
+    def _work(self) -> None:
+        while (data := self.q.get()) is not None:
+            self.h.update(data)
+
+    def update(self, data: bytes) -> None:
+        self.q.put(data)
+
+    def hexdigest(self) -> str:
+        self.q.put(None)
+        self.t.join()
+        return self.h.hexdigest()
+
+    def abandon(self) -> None:
+        self.q.put(None)
+
+
+def hash_prefix(part: Path, algo: str) -> _Hasher:
+    hasher = _Hasher(algo)
+    with open(part, "rb") as f:
+        while data := f.read(CHUNK * 4):
+            hasher.update(data)
+    return hasher
+
+
+def download(url: str, part: Path, algo: str, http: Any,
+             progress: Callable[[int, int | None], None]) -> str:
+    """Append the missing rest of `url` to `part`; return the hex digest of the whole file.
+
+    `progress(done, total)` is called as bytes arrive. Raises TransientError / PermanentError.
+    """
+    scheme = urlparse(url).scheme
+    if scheme == "file":
+        return _copy_file(Path(unquote(urlparse(url).path)), part, algo, progress)
+    if scheme not in ("http", "https"):
+        raise PermanentError(f"unsupported URL scheme in {url!r}",
+                             "use http://, https:// or file://")
+    import requests
+
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        resp = http.get(url, headers=headers, stream=True, timeout=TIMEOUT)
+    except requests.RequestException as exc:
+        raise TransientError(f"{url}: {exc}") from None
+    with resp:
+        if resp.status_code == 416 and have:
+            total = _total_from_range(resp.headers.get("Content-Range"))
+            if total == have:  # the .part is already complete
+                return hash_prefix(part, algo).hexdigest()
+            part.unlink()
+            raise TransientError(f"{url}: stale partial download discarded")
+        if resp.status_code >= 500 or resp.status_code in (408, 429):
+            raise TransientError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+        if resp.status_code not in (200, 206):
+            raise PermanentError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+        if resp.status_code == 206 and not resp.headers.get("Content-Range", "").startswith(
+                f"bytes {have}-"):
+            raise PermanentError(f"{url}: server answered a different range "
+                                 f"({resp.headers.get('Content-Range')})")
+        if resp.status_code == 200:
+            have = 0  # no resume support: start over
+        length = resp.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        hasher = hash_prefix(part, algo) if have else _Hasher(algo)
+        mode = "ab" if have else "wb"
+        return _stream(resp, url, part, mode, have, total, hasher, progress)
+
+
+def _stream(resp: Any, url: str, part: Path, mode: str, have: int, total: int | None,
+            hasher: _Hasher, progress: Callable[[int, int | None], None]) -> str:
+    import requests
+    import urllib3
+
+    done = have
+    progress(done, total)
+    try:
+        with open(part, mode) as out:
+            done = _pump(lambda: resp.raw.read(CHUNK, decode_content=False), out, hasher,
+                         done, total, progress)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        hasher.abandon()
+        if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+            raise ImagepipeError(f"cannot write {part}: {exc}") from None
+        got = part.stat().st_size if part.exists() else 0
+        raise TransientError(f"{url}: connection lost after {got} bytes ({exc})") from None
+    except BaseException:
+        hasher.abandon()
+        raise
+    if total is not None and done != total:
+        hasher.abandon()
+        raise TransientError(f"{url}: connection closed after {done} of {total} bytes")
+    return hasher.hexdigest()
+
+
+def _total_from_range(value: str | None) -> int | None:
+    if value and "/" in value:
+        tail = value.rsplit("/", 1)[1]
+        return int(tail) if tail.isdigit() else None
+    return None
+
+
+def _copy_file(src: Path, part: Path, algo: str,
+               progress: Callable[[int, int | None], None]) -> str:
+    if not src.is_file():
+        raise PermanentError(f"file not found: {src}")
+    total = src.stat().st_size
+    hasher = _Hasher(algo)
+    with open(src, "rb") as f, open(part, "wb") as out:
+        _pump(lambda: f.read(CHUNK * 4), out, hasher, 0, total, progress)
+    return hasher.hexdigest()
+
+
+def _pump(read: Callable[[], bytes], out: BinaryIO, hasher: _Hasher, done: int,
+          total: int | None, progress: Callable[[int, int | None], None]) -> int:
+    """Copy read() chunks to `out` and the hasher until EOF; fsync; return bytes so far."""
+    while data := read():
+        out.write(data)
+        hasher.update(data)
+        done += len(data)
+        progress(done, total)
+    out.flush()
+    os.fsync(out.fileno())
+    return done
+
+
+def backoff_sleep(attempt: int, base: float) -> None:
+    time.sleep(min(base * (2 ** attempt), 30.0))
+
+
+def copy_out(src: Path, dst: Path) -> str:
+    """Place a store file at `dst`: reflink, else hardlink, else copy (atomic). Returns how."""
+    import fcntl
+
+    dst = dst.absolute()
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    try:
+        with open(src, "rb") as s, open(tmp, "wb") as d:
+            try:
+                fcntl.ioctl(d.fileno(), 0x40049409, s.fileno())  # FICLONE
+                how = "reflink"
+            except OSError:
+                how = ""
+        if not how:
+            tmp.unlink()
+            try:
+                os.link(src, tmp)
+                how = "hardlink"
+            except OSError:
+                shutil.copyfile(src, tmp)
+                how = "copy"
+        if how != "hardlink":
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return how

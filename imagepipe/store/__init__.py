@@ -1,0 +1,275 @@
+"""The content-addressed store: downloads by content digest, stage results by stage id.
+
+Layout under the root (`--store DIR`, `$IMAGEPIPE_STORE`, default `~/.cache/imagepipe`):
+
+    objects/<algo>/<hex>     verified files, named by their content digest (downloads)
+    stages/<key>/            a committed stage result: its files + artifact.json
+    downloads/<name>.part    partial downloads, kept across runs so they can resume
+    tmp/<name>/ + <name>.lock  work dirs of running stages (the .lock is flocked by the owner)
+    locks/<recipe>.lock      one build per recipe at a time
+    builds/<recipe>/         last.json (stage keys of the last build, for --explain) + logs
+
+Why it is safe to kill at any point: nothing under objects/ or stages/ appears except by
+rename() of a fully written, fsynced file or directory, and a stage entry is only valid when
+its artifact.json (written before the rename) is there. Work dirs of dead processes are
+recognised by their unheld .lock and removed on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from imagepipe.convert.durable import fsync_path
+from imagepipe.errors import ImagepipeError, InputError
+from imagepipe.stages.base import Artifact, hash_json
+from imagepipe.store.locks import BuildLock, Holds, try_flock
+
+ALGOS = ("sha256", "sha512")
+ENV = "IMAGEPIPE_STORE"
+
+
+def default_root() -> Path:
+    env = os.environ.get(ENV)
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "imagepipe"
+
+
+def parse_digest(digest: str) -> tuple[str, str]:
+    """"sha256:HEX" -> ("sha256", "hex"), validated."""
+    algo, _, hexd = digest.partition(":")
+    algo = algo.lower()
+    hexd = hexd.strip().lower()
+    size = {"sha256": 64, "sha512": 128}.get(algo)
+    if size is None or len(hexd) != size or any(c not in "0123456789abcdef" for c in hexd):
+        raise InputError(f"bad checksum {digest!r}",
+                         "write it as sha256:<64 hex digits> or sha512:<128 hex digits>")
+    return algo, hexd
+
+
+def hash_file(path: Path, algo: str = "sha256", chunk: int = 4 << 20) -> str:
+    """Hex digest of a file (hashlib releases the GIL on big chunks: threads hash in parallel)."""
+    h = hashlib.new(algo)
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(chunk)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def fsync_tree(path: Path) -> None:
+    """fsync every file and directory under `path` (and `path` itself)."""
+    if path.is_dir():
+        for sub in path.rglob("*"):
+            if not sub.is_symlink():
+                fsync_path(sub)
+    fsync_path(path)
+
+
+class WorkDir:
+    """A private directory under tmp/, flock-owned while in use (stale ones are recognisable)."""
+
+    def __init__(self, store: Store, prefix: str) -> None:
+        name = f"{prefix}.{os.getpid()}.{secrets.token_hex(4)}"
+        self.lock_path = store.root / "tmp" / f"{name}.lock"
+        self.path = store.root / "tmp" / name
+        self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try_flock(self._fd, exclusive=True)
+        self.path.mkdir()
+
+    def release(self, *, remove: bool = True) -> None:
+        if remove and self.path.exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+        if self._fd >= 0:
+            self.lock_path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class Store:
+    """One store root. Thread-safe for concurrent builds (every write is a rename)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or default_root()).expanduser().absolute()
+        for sub in ("objects", "stages", "downloads", "tmp", "locks", "builds"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.holds = Holds()
+
+    # -- objects (content-addressed files) -------------------------------------------------
+    def object_path(self, digest: str) -> Path:
+        algo, hexd = parse_digest(digest)
+        return self.root / "objects" / algo / hexd
+
+    def get_object(self, digest: str) -> Path | None:
+        """The stored file with this digest (held for this build), or None."""
+        path = self.object_path(digest)
+        if path.is_file() and self.holds.hold(path):
+            self.touch(path)
+            return path
+        return None
+
+    def put_object(self, src: Path, digest: str) -> Path:
+        """Move `src` (a fully written file on the store's filesystem) in under `digest`."""
+        dest = self.object_path(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fsync_path(src)
+        os.chmod(src, 0o444)
+        os.replace(src, dest)  # same content, so replacing a concurrent twin is harmless
+        fsync_path(dest.parent)
+        self.holds.hold(dest)
+        return dest
+
+    # -- stage results ---------------------------------------------------------------------
+    def stage_path(self, key: str) -> Path:
+        return self.root / "stages" / key
+
+    def get_stage(self, key: str) -> Artifact | None:
+        """The committed result of stage `key` (held for this build), or None."""
+        entry = self.stage_path(key)
+        meta = entry / "artifact.json"
+        if not meta.is_file() or not self.holds.hold(entry):
+            return None
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return None
+        art = self._artifact_from_json(data)
+        # A pass-through entry points at other entries (objects): they must still be there.
+        for path in ([art.path] if art.path else []) + list(art.files.values()):
+            parts = path.relative_to(self.root).parts
+            top = self.root.joinpath(*parts[:3 if parts[0] == "objects" else 2])
+            if not path.exists() or (not top.is_relative_to(entry) and not self.holds.hold(top)):
+                return None
+        self.touch(entry)
+        return art
+
+    def commit_stage(self, key: str, work: WorkDir, artifact: Artifact,
+                     label: str = "") -> Artifact:
+        """Hash, fsync and rename a stage's work dir into stages/<key>; return the stored
+        artifact (paths in the store, digest set). `label` names the stage in `cache ls`."""
+        entry = self.stage_path(key)
+        data = self._describe(work.path, entry, artifact)
+        data["label"] = label
+        (work.path / "artifact.json").write_text(json.dumps(data, indent=1, sort_keys=True))
+        fsync_tree(work.path)
+        try:
+            os.rename(work.path, entry)
+        except OSError:
+            if not (entry / "artifact.json").is_file():
+                raise
+            shutil.rmtree(work.path, ignore_errors=True)  # a concurrent build committed first
+        fsync_path(entry.parent)
+        work.release(remove=False)
+        self.holds.hold(entry)
+        stored = self.get_stage(key)
+        assert stored is not None
+        return stored
+
+    def _describe(self, workdir: Path, entry: Path, art: Artifact) -> dict[str, Any]:
+        """artifact.json content: store-relative paths as they will be after the rename."""
+        named: dict[str, Path] = {}
+        if art.path is not None:
+            named[""] = art.path
+        named.update(art.files)
+        rel: dict[str, str] = {}
+        digests: dict[str, str] = {}
+        for name, path in named.items():
+            path = path.absolute()
+            if path.is_relative_to(workdir):
+                rel[name] = str((entry / path.relative_to(workdir)).relative_to(self.root))
+                digests[name] = "sha256:" + hash_file(path)
+            elif path.is_relative_to(self.root):
+                rel[name] = str(path.relative_to(self.root))
+                digests[name] = self.digest_of(path)
+            else:
+                raise ImagepipeError(f"stage output {path} is outside its work dir {workdir}")
+        if art.path is None:
+            digest = "sha256:" + hash_json({"metadata": dict(art.metadata)})
+        elif not art.files:
+            digest = digests[""]
+        else:
+            digest = "sha256:" + hash_json(digests)
+        return {"path": rel.get(""), "files": {k: v for k, v in rel.items() if k},
+                "kind": art.kind, "format": art.format, "metadata": dict(art.metadata),
+                "digest": digest, "file_digests": digests}
+
+    def digest_of(self, path: Path) -> str:
+        """Digest of a file already in the store (from its name or its entry's record)."""
+        rel = path.absolute().relative_to(self.root).parts
+        if rel[0] == "objects":
+            return f"{rel[1]}:{rel[2]}"
+        if rel[0] == "stages":
+            data = json.loads((self.root / "stages" / rel[1] / "artifact.json").read_text())
+            for name, p in ({"": data["path"]} | data["files"]).items():
+                if p == str(path.absolute().relative_to(self.root)):
+                    return str(data["file_digests"][name])
+        return "sha256:" + hash_file(path)
+
+    def _artifact_from_json(self, data: dict[str, Any]) -> Artifact:
+        return Artifact(
+            path=self.root / data["path"] if data.get("path") else None,
+            kind=data["kind"], format=data.get("format"),
+            files={k: self.root / v for k, v in data.get("files", {}).items()},
+            metadata=data.get("metadata", {}), digest=data["digest"])
+
+    # -- work dirs, locks, bookkeeping -----------------------------------------------------
+    def workdir(self, prefix: str) -> WorkDir:
+        return WorkDir(self, prefix)
+
+    @contextmanager
+    def tempdir(self, prefix: str) -> Iterator[Path]:
+        work = self.workdir(prefix)
+        try:
+            yield work.path
+        finally:
+            work.release()
+
+    def clean_stale(self) -> list[Path]:
+        """Remove work dirs left by dead processes (their .lock is not held)."""
+        removed = []
+        for lock in (self.root / "tmp").glob("*.lock"):
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                if try_flock(fd, exclusive=True):
+                    work = lock.with_suffix("")
+                    shutil.rmtree(work, ignore_errors=True)
+                    lock.unlink(missing_ok=True)
+                    removed.append(work)
+            finally:
+                os.close(fd)
+        return removed
+
+    def build_lock(self, name: str, *, wait: bool = True,
+                   on_wait: Callable[[str], None] | None = None) -> BuildLock:
+        return BuildLock(self.root / "locks" / f"{_safe(name)}.lock", name, wait=wait,
+                         on_wait=on_wait)
+
+    def builds_dir(self, recipe_name: str) -> Path:
+        path = self.root / "builds" / _safe(recipe_name)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @staticmethod
+    def touch(path: Path) -> None:
+        """Record a use (mtime is the LRU clock of `cache gc`)."""
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"

@@ -1,0 +1,172 @@
+"""`cache ls`, `cache verify`, `cache gc`: looking after the store without racing builds.
+
+Why gc takes an exclusive non-blocking flock per entry: running builds hold a shared flock on
+every entry they use (store.locks.Holds), so an entry in use is skipped, never removed, and a
+build that looks an entry up while gc removes it sees a clean miss (rename first, then delete).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagepipe.errors import InputError
+from imagepipe.store import Store, hash_file
+from imagepipe.store.locks import try_flock
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path
+    kind: str  # "object", "stage", "partial"
+    label: str
+    size: int  # bytes allocated on disk
+    last_used: float  # mtime
+
+    def to_dict(self, root: Path) -> dict[str, object]:
+        return {"path": str(self.path.relative_to(root)), "kind": self.kind, "label": self.label,
+                "size": self.size, "last_used": round(self.last_used, 3)}
+
+
+def allocated(path: Path) -> int:
+    """Bytes allocated on disk (sparse images count what they use, not their length)."""
+    if path.is_dir():
+        return sum(p.lstat().st_blocks * 512 for p in path.rglob("*") if not p.is_symlink())
+    return path.lstat().st_blocks * 512
+
+
+def entries(store: Store) -> list[Entry]:
+    out = []
+    for algo_dir in sorted((store.root / "objects").iterdir()):
+        for obj in sorted(algo_dir.iterdir()):
+            st = obj.stat()
+            out.append(Entry(obj, "object", f"{algo_dir.name}:{obj.name[:16]}",
+                             allocated(obj), st.st_mtime))
+    for stage in sorted((store.root / "stages").iterdir()):
+        label = ""
+        try:
+            data = json.loads((stage / "artifact.json").read_text())
+            label = data.get("label") or data.get("kind", "")
+        except (OSError, ValueError):
+            label = "(incomplete)"
+        out.append(Entry(stage, "stage", label, allocated(stage), stage.stat().st_mtime))
+    for part in sorted((store.root / "downloads").glob("*.part")):
+        out.append(Entry(part, "partial", part.name, allocated(part), part.stat().st_mtime))
+    return out
+
+
+def verify(store: Store) -> list[tuple[Path, str]]:
+    """Re-hash every object and every stage file; return (path, problem) for corrupt ones."""
+    bad: list[tuple[Path, str]] = []
+    for entry in entries(store):
+        if entry.kind == "object":
+            algo, hexd = entry.path.parent.name, entry.path.name
+            got = hash_file(entry.path, algo)
+            if got != hexd:
+                bad.append((entry.path, f"content is {algo}:{got[:16]}..., "
+                                        f"name says {hexd[:16]}..."))
+        elif entry.kind == "stage":
+            bad.extend(_verify_stage(store, entry.path))
+    return bad
+
+
+def _verify_stage(store: Store, entry: Path) -> list[tuple[Path, str]]:
+    try:
+        data = json.loads((entry / "artifact.json").read_text())
+    except (OSError, ValueError) as exc:
+        return [(entry, f"unreadable artifact.json: {exc}")]
+    bad = []
+    paths = {"": data.get("path")} | data.get("files", {})
+    for name, rel in paths.items():
+        if not rel:
+            continue
+        path = store.root / rel
+        if not path.is_relative_to(entry):
+            if not path.exists():
+                bad.append((entry, f"refers to a removed entry {rel}"))
+            continue
+        if not path.is_file():
+            bad.append((path, "missing"))
+            continue
+        want = data["file_digests"][name]
+        got = "sha256:" + hash_file(path)
+        if got != want:
+            bad.append((path, f"content is {got[:23]}..., recorded {want[:23]}..."))
+    return bad
+
+
+def remove_entry(store: Store, path: Path) -> bool:
+    """Remove one entry unless a build holds it. Rename away first so no reader sees half."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        if not try_flock(fd, exclusive=True):
+            return False
+        trash = store.root / "tmp" / f"trash.{secrets.token_hex(6)}"
+        os.rename(path, trash)
+    finally:
+        os.close(fd)
+    if trash.is_dir():
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        trash.unlink(missing_ok=True)
+    return True
+
+
+def gc(store: Store, max_size: int, *, dry_run: bool = False) -> tuple[list[Entry], list[Entry]]:
+    """Remove least recently used entries until the store is at most `max_size` bytes.
+
+    Returns (removed, skipped_because_held)."""
+    store.clean_stale()
+    for trash in (store.root / "tmp").glob("trash.*"):
+        shutil.rmtree(trash, ignore_errors=True) if trash.is_dir() else trash.unlink()
+    all_entries = sorted(entries(store), key=lambda e: e.last_used)
+    total = sum(e.size for e in all_entries)
+    removed, held = [], []
+    for entry in all_entries:
+        if total <= max_size:
+            break
+        if dry_run or remove_entry(store, entry.path):
+            removed.append(entry)
+            total -= entry.size
+        else:
+            held.append(entry)
+    return removed, held
+
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """'20G', '512M', '1024' -> bytes (binary units; a trailing 'iB'/'B' is accepted)."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in _UNITS else (t, "")
+    try:
+        value = float(num)
+    except ValueError:
+        raise InputError(f"bad size {text!r}", "use a number with K, M, G or T, e.g. 20G") \
+            from None
+    return int(value * _UNITS[unit])
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def age(ts: float) -> str:
+    secs = max(0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs / size:.0f}{unit} ago"
+    return f"{secs:.0f}s ago"
