@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tarfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -187,7 +188,8 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
         raise InputError(f"bootstrapping {src.distro} needs {keyring}",
                          f"install it: apt-get install {src.distro}-keyring")
     check_mirror(mirror, src.suite, timeout=check_timeout)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    # mmdebstrap picks its output format from the name: keep the .tar suffix on the temp name.
+    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix or '.tar'}")
     ui.info(f"bootstrap: mmdebstrap {src.distro} {src.suite} from {mirror} "
             f"({len(package_list(src))} packages)")
     try:
@@ -198,6 +200,8 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
             os.fsync(f.fileno())
         os.replace(tmp, out)
     finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
         tmp.unlink(missing_ok=True)
     return out
 
@@ -208,7 +212,8 @@ def _mmdebstrap_error(argv: Sequence[str], rc: int, output: str, mirror: str) ->
         return InputError(
             f"package{'s' if len(missing) > 1 else ''} not found on {mirror}: "
             f"{', '.join(missing)}",
-            "check source.bootstrap.packages in the recipe (apt-cache policy NAME)")
+            "check source.bootstrap.packages in the recipe; `apt-cache policy NAME` on a "
+            "machine with this mirror shows what exists")
     if re.search(r"(Could not resolve|Failed to fetch|Temporary failure resolving)", output):
         return MirrorError(f"mmdebstrap could not download from {mirror}",
                            "check the network or source.bootstrap.mirror")
