@@ -44,7 +44,7 @@ def test_publish_stage_records_template(sim, tmp_path: Path) -> None:
         art = stage.run(ctx, inputs)
     assert art.kind == "record" and art.path is None
     meta = dict(art.metadata)
-    assert meta["template_name"] == "web-7" and meta["checksum"].startswith("blake2b:")
+    assert meta["template_name"] == "web-7" and meta["checksum"].startswith("sha256:")
     assert sim.password not in json.dumps(meta)
     tpl = next(t for t in sim.state()["templates"] if t["id"] == meta["template_id"])
     assert tpl["description"] == "Web server" and tpl["os"]["type"] == "debian_12"

@@ -30,7 +30,10 @@ def test_upload_disk_bytes_equal(sim, tmp_path: Path, src_fmt: str, disk_fmt: st
         args.append("--no-sparse")
     proc, result = ovirt(sim, *args)
     assert proc.returncode == 0, proc.stderr
-    assert result["checksum"].startswith("blake2b:")
+    from ovirt_imageio import client
+
+    local = client.checksum(str(image), algorithm="sha256")
+    assert result["checksum"] == f"sha256:{local['checksum']}"
     disk = next(d for d in sim.state()["disks"] if d["id"] == result["disk_id"])
     assert disk["status"] == "ok" and disk["format"] == disk_fmt and disk["sparse"] is sparse
     assert disk["provisioned_size"] == 64 * MiB

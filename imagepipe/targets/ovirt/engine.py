@@ -15,20 +15,25 @@ from imagepipe import ui
 from imagepipe.errors import TimeoutExpired
 from imagepipe.targets.ovirt.connection import EngineError, describe_sdk_error, engine_errors
 
-POLL_S = 0.2
+POLL_S = 0.2  # between retries of a removal the engine refused as locked
 T = TypeVar("T")
 
 
 def poll(what: str, get: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
-    """Call `get` until `done(value)`; `get` may raise to stop early."""
+    """Call `get` until `done(value)`; `get` may raise to stop early.
+
+    The interval starts at 50 ms and backs off to 1 s: quick engine steps are seen at once,
+    long ones (a template copy) do not flood the engine with requests."""
     deadline = time.monotonic() + timeout
+    interval = 0.05
     while True:
         value = get()
         if done(value):
             return value
         if time.monotonic() > deadline:
             raise TimeoutExpired(f"gave up after {timeout:.0f}s waiting for {what}")
-        time.sleep(POLL_S)
+        time.sleep(interval)
+        interval = min(interval * 1.5, 1.0)
 
 
 def search_one(service: Any, what: str, name: str, **query: Any) -> Any | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import time
 from contextlib import ExitStack
 from typing import Any
 from pathlib import Path
@@ -21,7 +22,7 @@ from imagepipe.targets.ovirt import engine as eng
 from imagepipe.targets.ovirt.connection import EngineConfig, EngineError, engine_errors
 
 BLOCK_SIZE = 4 << 20
-ALGORITHM = "blake2b"
+ALGORITHM = "sha256"  # SHA-NI makes it ~2x faster than blake2b here
 READY_PHASES = ("transferring",)
 
 
@@ -116,16 +117,37 @@ def send(image: Path, transfer: Any, cfg: EngineConfig, *, label: str, disk_is_z
     from ovirt_imageio import client
 
     url = _reachable(transfer, cfg)
+    start = time.monotonic()
     try:
         with ui.Progress(label) as progress:
             client.upload(str(image), url, str(cfg.ca_file) if cfg.ca_file else None,
-                          secure=not cfg.insecure, progress=progress,
+                          secure=not cfg.insecure, progress=_ProgressAdapter(progress),
                           proxy_url=transfer.proxy_url, disk_is_zero=disk_is_zero)
     except KeyboardInterrupt:
         raise
     except Exception as exc:
         raise RetryableTransferError(f"sending data to imageio failed: {exc}") from None
+    ui.detail(f"data sent in {time.monotonic() - start:.2f}s")
     return url
+
+
+class _ProgressAdapter:
+    """imageio wraps any *callable* progress object and then never sets its `size`; ui.Progress
+    is callable, so hand imageio this plain object (size + update) instead."""
+
+    def __init__(self, progress: ui.Progress) -> None:
+        self._progress = progress
+
+    @property
+    def size(self) -> int | None:
+        return self._progress.size
+
+    @size.setter
+    def size(self, value: int) -> None:
+        self._progress.size = value
+
+    def update(self, n: int) -> None:
+        self._progress.update(n)
 
 
 def _context(cfg: EngineConfig) -> ssl.SSLContext:
@@ -167,6 +189,7 @@ def _reachable(transfer: Any, cfg: EngineConfig) -> str:
 def verify(url: str, cfg: EngineConfig, local: dict[str, Any], transfer_id: str) -> str:
     """Compare the daemon's checksum of the remote disk with the local image's."""
     suffix = f"/checksum?algorithm={local['algorithm']}&block_size={local['block_size']}"
+    start = time.monotonic()
     try:
         status, body = _request(url, cfg, "GET", suffix)
     except OSError as exc:
@@ -179,7 +202,8 @@ def verify(url: str, cfg: EngineConfig, local: dict[str, Any], transfer_id: str)
         raise RetryableTransferError(f"checksum mismatch after upload (transfer {transfer_id}): "
                                      f"local {local['checksum'][:16]}…, remote "
                                      f"{remote['checksum'][:16]}…")
-    ui.detail(f"verified: {local['algorithm']}:{local['checksum']}")
+    ui.detail(f"verified in {time.monotonic() - start:.2f}s: "
+              f"{local['algorithm']}:{local['checksum']}")
     return f"{local['algorithm']}:{local['checksum']}"
 
 
