@@ -35,9 +35,19 @@ def _external_files(path: Path, info: dict[str, Any]) -> list[tuple[str, str]]:
     me = os.path.realpath(path)
     for extent in data.get("extents") or []:
         name = extent.get("filename")
-        if name and os.path.realpath(name) != me:
-            refs.append(("vmdk extent", str(name)))
+        if name and os.path.realpath(name) != me and not _sibling_file(me, name):
+            real = os.path.realpath(name)
+            refs.append(("vmdk extent", str(name) if real == os.path.abspath(name)
+                         else f"{name} (resolves to {real})"))
     return refs
+
+
+def _sibling_file(descriptor: str, name: str) -> bool:
+    """A vmdk extent that really is a regular file next to its descriptor (monolithicFlat's
+    `disk-flat.vmdk`) is part of the image; one that resolves anywhere else (a `../` path, a
+    symlink to /etc/shadow) is not."""
+    real = os.path.realpath(name)
+    return os.path.dirname(real) == os.path.dirname(descriptor) and os.path.isfile(real)
 
 
 def inspect_image(path: Path) -> tuple[dict[str, Any], list[tuple[str, str]]]:

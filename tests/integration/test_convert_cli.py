@@ -22,6 +22,20 @@ def work(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _flat_vmdk(work: Path) -> Path:
+    """A monolithicFlat vmdk: a text descriptor plus its `-flat` extent next to it."""
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o",
+                    "subformat=monolithicFlat", str(work / "disk.raw"), str(work / "flat.vmdk")],
+                   check=True)
+    return work / "flat.vmdk"
+
+
+def test_flat_vmdk_with_its_own_extent_is_accepted(work: Path) -> None:
+    res = run_cli("convert", str(_flat_vmdk(work)), str(work / "out.qcow2"))
+    assert res.returncode == 0, res.stderr
+    assert identical(work / "disk.raw", "raw", work / "out.qcow2", "qcow2")
+
+
 def _setup_bad(work: Path, case: str) -> list[str]:
     """Prepare the directory for one bad-input case and return the CLI arguments."""
     src, q = str(work / "disk.raw"), str(work / "disk.qcow2")
@@ -42,6 +56,12 @@ def _setup_bad(work: Path, case: str) -> list[str]:
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "/etc/shadow", "-F",
                         "raw", str(work / "evil.qcow2")], check=True)
         return ["convert", str(work / "evil.qcow2"), str(work / "out.raw")]
+    if case == "vmdk-extent-elsewhere":
+        _flat_vmdk(work)
+        (work / "shadow-flat.vmdk").symlink_to("/etc/shadow")
+        text = (work / "flat.vmdk").read_text().replace('"flat-flat.vmdk"', '"shadow-flat.vmdk"')
+        (work / "evil.vmdk").write_text(text)
+        return ["convert", str(work / "evil.vmdk"), str(work / "out.raw")]
     if case == "unknown-extension":
         return ["convert", src, str(work / "out.bin")]
     if case == "extension-vs-to":
@@ -76,7 +96,8 @@ def _setup_bad(work: Path, case: str) -> list[str]:
 
 
 BAD = ["dst-exists", "same-file", "same-file-other-name", "raw-named-qcow2", "qcow2-named-vmdk",
-       "backing-file", "unknown-extension", "extension-vs-to", "missing-src", "src-is-directory",
+       "backing-file", "vmdk-extent-elsewhere", "unknown-extension", "extension-vs-to",
+       "missing-src", "src-is-directory",
        "missing-dst-dir", "bad-option-key", "bad-option-syntax", "bad-option-value",
        "unknown-preset", "preset-vs-to", "unknown-format", "compress-raw", "azure-odd-size",
        "no-args"]
@@ -85,7 +106,8 @@ EXPECT_IN_MESSAGE = {
     "dst-exists": "already exists", "same-file": "same file", "same-file-other-name": "same file",
     "raw-named-qcow2": "says qcow2 but the content is raw",
     "qcow2-named-vmdk": "says vmdk but the content is qcow2",
-    "backing-file": "/etc/shadow", "unknown-extension": "--to", "missing-src": "no such file",
+    "backing-file": "/etc/shadow", "vmdk-extent-elsewhere": "(resolves to /etc/shadow)",
+    "unknown-extension": "--to", "missing-src": "no such file",
     "bad-option-key": "backing_file", "azure-odd-size": "--resize",
     "bad-option-value": "cluster_size",
 }
