@@ -163,3 +163,17 @@ def read_record(disk: Path, fmt: str) -> bytes:
                         f"if={disk}", f"of={raw}"], check=True, capture_output=True)
         return raw.read_bytes()
 
+
+
+def qemu_pids_using(path: Path) -> list[int]:
+    """PIDs of qemu-system processes whose command line mentions `path` (leak checks)."""
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmd = (p / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"qemu-system" in cmd and str(path).encode() in cmd:
+                pids.append(int(p.name))
+    return pids

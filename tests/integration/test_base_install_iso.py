@@ -18,7 +18,7 @@ from imagepipe.errors import InputError, TimeoutExpired
 from imagepipe.install_iso import install_from_iso, remaster_iso
 from imagepipe.recipe.model import IsoInstall
 from imagepipe.tools import qemu
-from tests.integration.base_helpers import MARKER, make_installer_iso, read_record
+from tests.integration.base_helpers import MARKER, make_installer_iso, qemu_pids_using, read_record
 
 pytestmark = [pytest.mark.qemu]
 
@@ -26,19 +26,6 @@ pytestmark = [pytest.mark.qemu]
 @pytest.fixture(scope="module")
 def installer_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_installer_iso(tmp_path_factory.mktemp("iso") / "installer.iso")
-
-
-def _qemu_pids_using(path: Path) -> list[int]:
-    pids = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                cmd = (p / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"qemu-system" in cmd and str(path).encode() in cmd:
-                pids.append(int(p.name))
-    return pids
 
 
 def test_remaster_adds_the_kickstart_and_patches_the_menu(installer_iso: Path,
@@ -91,7 +78,7 @@ def test_install_runs_once_and_leaves_only_the_disk(installer_iso: Path, tmp_pat
     assert b"rootpw --lock" in record
     console = Path(rec["console_log"]).read_text(errors="replace")
     assert "installer: wrote" in console and rec["answer_files"] == ["ks.cfg"]
-    assert _qemu_pids_using(out_dir) == []
+    assert qemu_pids_using(out_dir) == []
 
 
 def test_install_that_never_powers_off_times_out_kills_qemu_and_keeps_the_log(
@@ -106,7 +93,7 @@ def test_install_that_never_powers_off_times_out_kills_qemu_and_keeps_the_log(
             kickstart=ks, timeout=30, memory=512 * 1024**2), size=64 * 1024**2, log_dir=logs)
     assert "installer: waiting forever" in (logs / "install-console.log").read_text()
     assert os.listdir(out.parent) == []  # no disk, no work dir
-    assert _qemu_pids_using(out.parent) == []
+    assert qemu_pids_using(out.parent) == []
 
 
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
