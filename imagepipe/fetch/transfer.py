@@ -205,8 +205,9 @@ def backoff_sleep(attempt: int, base: float) -> None:
     time.sleep(min(base * (2 ** attempt), 30.0))
 
 
-def copy_out(src: Path, dst: Path) -> str:
-    """Place a store file at `dst`: reflink, else hardlink, else copy (atomic). Returns how."""
+def copy_out(src: Path, dst: Path, *, hardlink: bool = True) -> str:
+    """Place a store file at `dst`: reflink, else hardlink (if allowed: the store's copy is
+    read-only and shared), else copy; atomic. Returns how."""
     import fcntl
 
     dst = dst.absolute()
@@ -221,6 +222,8 @@ def copy_out(src: Path, dst: Path) -> str:
         if not how:
             tmp.unlink()
             try:
+                if not hardlink:
+                    raise OSError("hardlink not allowed")
                 os.link(src, tmp)
                 how = "hardlink"
             except OSError:

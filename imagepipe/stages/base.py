@@ -200,6 +200,10 @@ class Stage:
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         raise NotImplementedError
 
+    def cache_enabled(self) -> bool:
+        """Whether a stored result may be reused (default: the class's `cacheable`)."""
+        return self.cacheable
+
     # -- identity ---------------------------------------------------------------------------
     def tool_versions(self) -> dict[str, str]:
         """Versions of `tools` (first line of `PROG --version`), cached per process."""

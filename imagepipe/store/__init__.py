@@ -99,11 +99,18 @@ class WorkDir:
 class Store:
     """One store root. Thread-safe for concurrent builds (every write is a rename)."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, create: bool = True) -> None:
         self.root = (root or default_root()).expanduser().absolute()
-        for sub in ("objects", "stages", "downloads", "tmp", "locks", "builds"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.writable = create
+        if create:
+            for sub in ("objects", "stages", "downloads", "tmp", "locks", "builds"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.holds = Holds()
+
+    @classmethod
+    def readonly(cls, root: Path | None = None) -> Store:
+        """A view for --dry-run: creates nothing, records no use."""
+        return cls(root, create=False)
 
     # -- objects (content-addressed files) -------------------------------------------------
     def object_path(self, digest: str) -> Path:
@@ -154,14 +161,20 @@ class Store:
         return art
 
     def commit_stage(self, key: str, work: WorkDir, artifact: Artifact,
-                     label: str = "") -> Artifact:
+                     label: str = "", replace: bool = False) -> Artifact:
         """Hash, fsync and rename a stage's work dir into stages/<key>; return the stored
-        artifact (paths in the store, digest set). `label` names the stage in `cache ls`."""
+        artifact (paths in the store, digest set). `label` names the stage in `cache ls`;
+        `replace` swaps out an existing entry (a forced rerun) instead of keeping it."""
         entry = self.stage_path(key)
         data = self._describe(work.path, entry, artifact)
         data["label"] = label
         (work.path / "artifact.json").write_text(json.dumps(data, indent=1, sort_keys=True))
         fsync_tree(work.path)
+        if replace and entry.exists():
+            self.holds.release(entry)
+            trash = self.root / "tmp" / f"trash.{secrets.token_hex(6)}"
+            os.rename(entry, trash)
+            shutil.rmtree(trash, ignore_errors=True)
         try:
             os.rename(work.path, entry)
         except OSError:
@@ -187,7 +200,10 @@ class Store:
             path = path.absolute()
             if path.is_relative_to(workdir):
                 rel[name] = str((entry / path.relative_to(workdir)).relative_to(self.root))
-                digests[name] = "sha256:" + hash_file(path)
+                if name == "" and art.digest and not art.files:
+                    digests[name] = art.digest  # computed by the stage while writing it
+                else:
+                    digests[name] = "sha256:" + hash_file(path)
             elif path.is_relative_to(self.root):
                 rel[name] = str(path.relative_to(self.root))
                 digests[name] = self.digest_of(path)
@@ -262,9 +278,10 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    @staticmethod
-    def touch(path: Path) -> None:
+    def touch(self, path: Path) -> None:
         """Record a use (mtime is the LRU clock of `cache gc`)."""
+        if not self.writable:
+            return
         try:
             os.utime(path)
         except OSError:

@@ -116,6 +116,11 @@ class Holds:
         self._fds[key] = fd
         return True
 
+    def release(self, path: Path) -> None:
+        fd = self._fds.pop(str(path), None)
+        if fd is not None:
+            os.close(fd)
+
     def close(self) -> None:
         for fd in self._fds.values():
             os.close(fd)

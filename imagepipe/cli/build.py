@@ -1,0 +1,112 @@
+"""`imagepipe build RECIPE [options]` and `imagepipe build --all [DIR]`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from imagepipe import ui
+from imagepipe.cli.store_option import store_option
+
+
+@click.command()
+@click.argument("target", required=False, type=click.Path(path_type=Path))
+@click.option("--all", "build_all", is_flag=True,
+              help="Build every recipe under TARGET (default: recipes/), in parallel.")
+@store_option
+@click.option("--explain", is_flag=True, help="Say for every stage: cached, or why it reran.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (cached or not); change nothing.")
+@click.option("--from", "from_stage", metavar="STAGE", help="Rerun this stage and all after it.")
+@click.option("--force", multiple=True, metavar="STAGE", help="Rerun this stage (repeatable).")
+@click.option("--keep-on-failure", is_flag=True,
+              help="Keep the failed stage's work dir (its path is printed).")
+@click.option("--no-wait", is_flag=True,
+              help="Fail at once if another build of the recipe is running.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Parallel converts (or recipes with --all); default: the core count.")
+def build(target: Path | None, build_all: bool, store: Path | None, explain: bool,
+          dry_run: bool, from_stage: str | None, force: tuple[str, ...],
+          keep_on_failure: bool, no_wait: bool, jobs: int | None) -> None:
+    """Build the images a recipe describes (cached stages are not rerun)."""
+    from imagepipe.errors import InputError
+
+    if build_all:
+        _build_all(target or Path("recipes"), store, jobs, explain, dry_run, no_wait)
+        return
+    if target is None:
+        raise InputError("give a RECIPE file, or --all [DIR]")
+    from imagepipe.pipeline import BuildOptions, build as run_build, load
+
+    recipe, digest = load(target)
+    opts = BuildOptions(store=store, explain=explain, dry_run=dry_run, from_stage=from_stage,
+                        force=force, keep_on_failure=keep_on_failure, wait=not no_wait,
+                        jobs=jobs or 0)
+    report = run_build(recipe, opts, digest)
+    if dry_run:
+        return
+    m = report.manifest
+    ui.result(_summary(report), recipe=recipe.name, ok=report.ok,
+              seconds=round(report.seconds, 3), rerun_count=len(report.rerun),
+              stage_count=len(report.records), rerun=report.rerun,
+              outputs=m.get("outputs", []), manifest=str(report.manifest_path),
+              build_dir=str(report.build_dir), publish=m.get("publish", {}))
+
+
+def _summary(report: Any) -> str:
+    from imagepipe.store.maintenance import human
+
+    m = report.manifest
+    lines = [f"{report.recipe}: built in {report.seconds:.1f}s "
+             f"({len(report.rerun)} of {len(report.records)} stages run)"]
+    for r in report.records:
+        state = "cached" if r.cached else f"{r.seconds:6.1f}s"
+        lines.append(f"  {r.id:<20} {state}")
+    lines.append("outputs:")
+    for o in m.get("outputs", []):
+        sub = f"/{o['subformat']}" if o.get("subformat") else ""
+        lines.append(f"  {o['path']}")
+        lines.append(f"      {o.get('format')}{sub}, virtual {human(o.get('virtual_size') or 0)}"
+                     f", file {human(o.get('file_size') or 0)}, sha256 {str(o['sha256'])[:16]}…")
+    local = m.get("publish", {}).get("local")
+    if local:
+        state = " (unchanged, nothing copied)" if local.get("unchanged") else ""
+        lines.append(f"published: {local['dir']}{state}")
+    for w in m.get("warnings", []):
+        lines.append(f"warning: {w}")
+    lines.append(f"manifest: {report.manifest_path}")
+    lines.append(f"logs: {report.build_dir}/logs/")
+    return "\n".join(lines)
+
+
+def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,
+               dry_run: bool, no_wait: bool) -> None:
+    import time
+
+    from imagepipe.errors import ImagepipeError, InputError
+    from imagepipe.pipeline.batch import discover, run_all, summary
+    from imagepipe.store import Store
+
+    if not root.is_dir():
+        raise InputError(f"no recipe directory {root}", "give the directory: build --all DIR")
+    recipes = discover(root)
+    if not recipes:
+        raise InputError(f"no recipes found under {root}")
+    st = Store(store)
+    args = ["--store", str(st.root)]
+    args += ["--explain"] if explain else []
+    args += ["--dry-run"] if dry_run else []
+    args += ["--no-wait"] if no_wait else []
+    n = jobs or max(1, (os.cpu_count() or 2) // 2)
+    log_dir = st.root / "builds" / "_all" / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    ui.info(f"building {len(recipes)} recipes from {root}, {n} at a time")
+    results = run_all(recipes, jobs=n, build_args=args, log_dir=log_dir)
+    ui.result(summary(results), results=[
+        {"recipe": str(r.recipe), "ok": r.ok, "seconds": round(r.seconds, 3), "rerun": r.rerun,
+         "outputs": r.outputs, "error": r.error, "log": str(r.log)} for r in results])
+    failed = [r.recipe.name for r in results if not r.ok]
+    if failed:
+        raise ImagepipeError(f"{len(failed)} of {len(results)} recipes failed: "
+                             f"{', '.join(failed)}", f"logs in {log_dir}")

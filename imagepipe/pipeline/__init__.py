@@ -1,0 +1,169 @@
+"""`imagepipe build`: plan -> stage ids -> skip the cached prefix -> run -> manifest.
+
+One ExitStack holds everything a build acquires (the recipe's build lock, the store holds,
+each stage's resources), so a failure or Ctrl-C releases all of it. The build directory
+(store/builds/<recipe>/<time>/) keeps the per-stage logs, manifest.json and SHA256SUMS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagepipe import ui
+from imagepipe.errors import ImagepipeError
+from imagepipe.manifest import StageRecord, build_manifest, write
+from imagepipe.pipeline import explain
+from imagepipe.pipeline.engine import Engine
+from imagepipe.pipeline.plan import flat, make_plan, select
+from imagepipe.recipe.model import Recipe
+from imagepipe.store import Store, default_root
+
+KEEP_BUILD_DIRS = 20
+
+
+@dataclass
+class BuildOptions:
+    store: Path | None = None
+    explain: bool = False
+    dry_run: bool = False
+    from_stage: str | None = None
+    force: tuple[str, ...] = ()
+    keep_on_failure: bool = False
+    wait: bool = True
+    jobs: int = 0  # 0 = the number of cores
+
+
+@dataclass
+class BuildReport:
+    recipe: str
+    ok: bool
+    seconds: float
+    records: list[StageRecord] = field(default_factory=list)
+    build_dir: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest_path: Path | None = None
+    error: str | None = None
+
+    @property
+    def rerun(self) -> list[str]:
+        return [r.id for r in self.records if not r.cached]
+
+
+def load(path: Path) -> tuple[Recipe, str]:
+    """The validated recipe and its digest (engineer R's loader)."""
+    from imagepipe.recipe.load import load_recipe, recipe_digest
+
+    recipe = load_recipe(path)
+    return recipe, recipe_digest(recipe)
+
+
+def build(recipe: Recipe, opts: BuildOptions, recipe_sha256: str | None = None) -> BuildReport:
+    """Build `recipe`. Raises on failure (after writing what is known to the build dir)."""
+    start = time.time()
+    levels = make_plan(recipe)  # fails here if a needed stage is not installed
+    forced: set[str] = set()
+    for name in opts.force:
+        forced.update(select(levels, name))
+    if opts.from_stage:
+        ids = [n.id for n in flat(levels)]
+        first = min(ids.index(i) for i in select(levels, opts.from_stage))
+        forced.update(ids[first:])
+    jobs = opts.jobs or os.cpu_count() or 1
+    if opts.dry_run:
+        return _dry_run(recipe, levels, opts, forced, jobs, start)
+    store = Store(opts.store)
+    with ExitStack() as stack:
+        stack.enter_context(store.build_lock(
+            recipe.name, wait=opts.wait,
+            on_wait=lambda who: ui.info(f"waiting for another build of {recipe.name} ({who})")))
+        stack.callback(store.holds.close)
+        store.clean_stale()
+        builds = store.builds_dir(recipe.name)
+        build_dir = builds / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"
+        (build_dir / "logs").mkdir(parents=True)
+        _prune(builds)
+        engine = Engine(recipe, store, build_dir, explain.load_previous(builds / "last.json"),
+                        forced=forced, keep_on_failure=opts.keep_on_failure, jobs=jobs,
+                        explain=opts.explain)
+        if opts.explain:
+            ui.info(f"{recipe.name}: stage plan")
+        report = BuildReport(recipe.name, False, 0.0, engine.records, build_dir)
+        try:
+            for level in levels:
+                if level[0].stage.name.startswith("publish."):
+                    engine.manifest = _manifest(engine, recipe, recipe_sha256, start)
+                engine.run_level(level)
+            report.ok = True
+        except BaseException as exc:
+            report.error = str(exc)
+            raise
+        finally:
+            explain.save(builds / "last.json", str(recipe.path), engine.materials)
+            report.manifest = _manifest(engine, recipe, recipe_sha256, start,
+                                        error=report.error)
+            report.manifest_path = write(build_dir, report.manifest)
+            report.seconds = time.time() - start
+    return report
+
+
+def _manifest(engine: Engine, recipe: Recipe, sha: str | None, start: float,
+              error: str | None = None) -> dict[str, Any]:
+    from imagepipe.stages.base import tool_version
+
+    tools: dict[str, str] = {}
+    tools["qemu-img"] = tool_version("qemu-img")
+    for mat in engine.materials.values():
+        tools.update(mat["material"].get("tools", {}))
+    m = build_manifest(recipe=recipe, recipe_sha256=sha, records=engine.records, tools=tools,
+                       build_dir=engine.build_dir, started=start)
+    local = m["publish"].get("local") or {}
+    for out in m["outputs"]:
+        name = Path(out["store_path"]).name
+        if name in local.get("files", {}):
+            out["path"] = local["files"][name]
+    m["result"] = "failed" if error else "ok"
+    if error:
+        m["error"] = error
+    return m
+
+
+def _dry_run(recipe: Recipe, levels: list[Any], opts: BuildOptions, forced: set[str],
+             jobs: int, start: float) -> BuildReport:
+    """Print the plan; read the store without changing it (no lock, no holds kept)."""
+    root = (opts.store or default_root()).expanduser().absolute()
+    ui.info(f"{recipe.name}: plan (dry run, nothing is changed)")
+    if not (root / "stages").is_dir():
+        ui.info(f"  (store {root} is empty)")
+    store = Store.readonly(root)
+    prev = explain.load_previous(root / "builds" / _safe_name(recipe.name) / "last.json")
+    engine = Engine(recipe, store, root, prev, forced=forced, jobs=jobs, dry_run=True)
+    try:
+        for level in levels:
+            engine.run_level(level)
+    finally:
+        store.holds.close()
+    report = BuildReport(recipe.name, True, time.time() - start, engine.records)
+    planned = [n.id for n in flat(levels)]
+    ui.result(None, plan=planned, cached=[r.id for r in engine.records])
+    return report
+
+
+def _safe_name(name: str) -> str:
+    from imagepipe.store import _safe
+
+    return _safe(name)
+
+
+def _prune(builds: Path) -> None:
+    dirs = sorted(d for d in builds.iterdir() if d.is_dir())
+    for old in dirs[:-KEEP_BUILD_DIRS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["BuildOptions", "BuildReport", "ImagepipeError", "build", "load"]

@@ -1,0 +1,193 @@
+"""Running a plan: skip what the store has, run the rest level by level, commit atomically.
+
+Why levels and threads: the only independent stages of a build are the converts of its outputs;
+they run in a thread pool bounded by the core count (each is one qemu-img process, so the GIL is
+not in the way). Every stage runs under its own ExitStack inside the build's, so a failure or
+Ctrl-C closes what the stage opened, removes its work dir (or keeps it with --keep-on-failure),
+and never commits a partial result.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from collections.abc import Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagepipe import ui
+from imagepipe.errors import ImagepipeError
+from imagepipe.manifest import StageRecord
+from imagepipe.pipeline import explain
+from imagepipe.pipeline.plan import Node
+from imagepipe.recipe.model import Recipe
+from imagepipe.stages.base import Artifact, StageContext, hash_json
+from imagepipe.store import Store
+
+
+class StageFailed(ImagepipeError):
+    """A stage crashed with an unexpected (non-imagepipe) error."""
+
+
+@dataclass
+class Engine:
+    recipe: Recipe
+    store: Store
+    build_dir: Path
+    previous: Mapping[str, Any]
+    forced: set[str] = field(default_factory=set)
+    keep_on_failure: bool = False
+    jobs: int = 1
+    explain: bool = False
+    dry_run: bool = False
+    results: dict[str, Artifact] = field(default_factory=dict)
+    records: list[StageRecord] = field(default_factory=list)
+    materials: dict[str, Any] = field(default_factory=dict)
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- deciding ----------------------------------------------------------------------------
+    def decide(self, node: Node) -> tuple[dict[str, Artifact] | None, dict[str, Any] | None,
+                                          Artifact | None, str]:
+        """(inputs, key material, cached artifact, reason) for a node whose inputs are done."""
+        if any(src not in self.results for src in node.inputs.values()):
+            return None, None, None, "an input is rebuilt first"
+        inputs = {slot: self.results[src] for slot, src in node.inputs.items()}
+        material = node.stage.key_material(inputs)
+        key = hash_json(material)
+        prev = self.previous.get(node.id)
+        if node.id in self.forced:
+            return inputs, material, None, "forced (--force/--from)"
+        if not node.stage.cache_enabled():
+            return inputs, material, None, "runs every build (outside effects or unverified " \
+                                           "source)"
+        hit = self.store.get_stage(key)
+        if hit is not None:
+            return inputs, material, hit, "cached"
+        return inputs, material, None, explain.reason(prev, material)
+
+    def say(self, node: Node, reason: str, key: str | None) -> None:
+        short = key[:12] if key else "?"
+        line = f"  {node.id:<18} {short:<12} " + (
+            "cached" if reason == "cached" else f"rerun because {reason}")
+        if self.explain or self.dry_run:
+            ui.info(line)
+        else:
+            ui.detail(line)
+
+    # -- running -----------------------------------------------------------------------------
+    def run_level(self, level: list[Node]) -> None:
+        todo: list[tuple[Node, dict[str, Artifact], dict[str, Any], str]] = []
+        for node in level:
+            inputs, material, hit, reason = self.decide(node)
+            key = hash_json(material) if material is not None else None
+            self.say(node, reason, key)
+            if material is not None:
+                self.materials[node.id] = {"key": key, "material": material}
+            if hit is not None:
+                self.results[node.id] = hit
+                self.records.append(self._record(node, key, True, 0.0, inputs or {}, hit,
+                                                 reason))
+            elif not self.dry_run:
+                assert inputs is not None and material is not None
+                todo.append((node, inputs, material, reason))
+        if len(todo) == 1:
+            self._execute(*todo[0])
+        elif todo:
+            self._parallel(todo)
+
+    def _parallel(self, todo: list[tuple[Node, dict[str, Artifact], dict[str, Any], str]]) -> None:
+        pool = ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(todo))),
+                                  thread_name_prefix="stage")
+        futures = [pool.submit(self._execute, *item) for item in todo]
+        try:
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in pending:
+                f.cancel()
+            wait(futures)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            kill_child_groups()
+            pool.shutdown(wait=True)
+            raise
+        pool.shutdown(wait=True)
+        for f in futures:
+            if not f.cancelled() and f.exception() is not None:
+                raise f.exception()  # type: ignore[misc]
+
+    def _execute(self, node: Node, inputs: dict[str, Artifact], material: dict[str, Any],
+                 reason: str) -> None:
+        key = hash_json(material)
+        log_path = self.build_dir / "logs" / f"{node.id}.log"
+        work = self.store.workdir(node.id)
+        start = time.monotonic()
+        try:
+            with ExitStack() as stack:
+                ctx = StageContext(recipe=self.recipe, store=self.store, workdir=work.path,
+                                   build_dir=self.build_dir, stage_id=node.id, key=key,
+                                   log_path=log_path, exit_stack=stack,
+                                   keep_on_failure=self.keep_on_failure,
+                                   jobs=self.jobs, manifest=self.manifest)
+                ctx.log.info("stage %s (%s v%s) key %s: %s", node.id, node.stage.name,
+                             node.stage.version, key, reason)
+                ui.info(f"running {node.id}")
+                with ui.stage(node.id, key=key[:12]):
+                    art = node.stage.run(ctx, inputs)
+            stored = self.store.commit_stage(
+                key, work, art, label=node.id,
+                replace=node.id in self.forced or not node.stage.cache_enabled())
+        except BaseException as exc:
+            self._failed(node, work, log_path, exc)
+            if isinstance(exc, (ImagepipeError, KeyboardInterrupt, SystemExit)):
+                raise
+            raise StageFailed(f"stage {node.id} crashed: {type(exc).__name__}: {exc}",
+                              f"details in {log_path}") from exc
+        seconds = time.monotonic() - start
+        ui.info(f"done {node.id} in {seconds:.1f}s")
+        self.results[node.id] = stored
+        self.records.append(self._record(node, key, False, seconds, inputs, stored, reason))
+
+    def _failed(self, node: Node, work: Any, log_path: Path, exc: BaseException) -> None:
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write("".join(traceback.format_exception(exc)))
+        if self.keep_on_failure and work.path.exists():
+            kept = self.build_dir / f"failed-{node.id}"
+            os.rename(work.path, kept)
+            work.release(remove=False)
+            ui.info(f"kept the work dir of failed stage {node.id}: {kept}")
+        else:
+            work.release()
+        if not isinstance(exc, KeyboardInterrupt):
+            ui.warn(f"stage {node.id} failed; log: {log_path}")
+
+    @staticmethod
+    def _record(node: Node, key: str | None, cached: bool, seconds: float,
+                inputs: Mapping[str, Artifact], art: Artifact, reason: str) -> StageRecord:
+        return StageRecord(id=node.id, stage=node.stage.name, version=node.stage.version,
+                           key=key, cached=cached, seconds=seconds,
+                           inputs={s: a.digest for s, a in inputs.items()}, artifact=art,
+                           reason=reason)
+
+
+def kill_child_groups() -> None:
+    """SIGTERM the process groups of our children (tools.run starts each in its own session),
+    so threads blocked on a long qemu-img return at once when the build is interrupted."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me:
+            try:
+                os.killpg(int(entry.name), signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass

@@ -1,0 +1,80 @@
+"""Why a stage reran: the difference between its key material now and in the previous build.
+
+mkosi's lesson: a cache nobody can explain is a cache nobody trusts. Each build stores, per
+recipe, every stage's key material (builds/<recipe>/last.json); the next build diffs against
+it and names what changed: an option (with its path), an input (with both digests), a tool
+version, or the stage version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def load_previous(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+        return dict(data.get("stages", {}))
+    except (OSError, ValueError):
+        return {}
+
+
+def save(path: Path, recipe_path: str, stages: Mapping[str, Any]) -> None:
+    from imagepipe.manifest import write_json_atomic
+
+    old = load_previous(path)
+    old.update(stages)
+    write_json_atomic(path, {"recipe": recipe_path, "stages": old})
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    if text.startswith(("sha256:", "sha512:")):
+        return text[:19]
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def diff(old: Any, new: Any, path: str = "") -> list[str]:
+    """Human lines for what differs between two JSON values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in old:
+                out.append(f"{sub} added ({_short(new[key])})")
+            elif key not in new:
+                out.append(f"{sub} removed")
+            else:
+                out.extend(diff(old[key], new[key], sub))
+        return out
+    if old != new:
+        if isinstance(old, dict) and set(old) == {"file_sha256"}:
+            return [f"{path} file content changed"]
+        return [f"{path} changed: {_short(old)} -> {_short(new)}"]
+    return []
+
+
+def reason(previous: Mapping[str, Any] | None, material: Mapping[str, Any] | None) -> str:
+    """Why a stage with this key material is not cached."""
+    if previous is None:
+        return "no previous build of this stage"
+    if material is None:
+        return "an input is rebuilt first"
+    lines = []
+    for line in diff(previous.get("material", {}), dict(material)):
+        head, _, rest = line.partition(" ")
+        kind, _, sub = head.partition(".")
+        if kind == "inputs":
+            lines.append(f"input {sub} {rest}")
+        elif kind == "tools":
+            lines.append(f"tool {sub} {rest}")
+        elif kind == "version":
+            lines.append(f"stage version {rest}")
+        else:
+            lines.append(line)
+    if not lines:
+        return "same inputs as the previous build, but its result is not in the store"
+    return "; ".join(lines)

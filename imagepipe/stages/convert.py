@@ -1,0 +1,62 @@
+"""Stage `convert`: one recipe output (format + preset + options) from the built image.
+
+A thin wrapper over imagepipe.convert.convert_image (verification on, sha256 computed during
+verification, which the engine reuses instead of hashing the file again). One stage per
+output, so changing one output's options reruns only that conversion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from imagepipe.recipe.model import Output, Recipe
+from imagepipe.stages.base import Artifact, Stage, StageContext
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    format: str
+    preset: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+    compress: bool = False
+    file_name: str = "disk"  # stem of the output file
+
+
+class ConvertStage(Stage):
+    name = "convert"
+    version = 1
+    Options = ConvertOptions
+    inputs = ("image",)
+    tools = ("qemu-img",)
+
+    @classmethod
+    def options_from_recipe(cls, recipe: Recipe) -> ConvertOptions | None:
+        return None  # planned per output: see options_for_output
+
+    @staticmethod
+    def options_for_output(recipe: Recipe, output: Output) -> ConvertOptions:
+        return ConvertOptions(format=output.format, preset=output.preset,
+                              options=tuple(output.options), compress=output.compress,
+                              file_name=output.name or recipe.name)
+
+    def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
+        from imagepipe import formats
+        from imagepipe.convert import convert_image
+
+        o: ConvertOptions = self.options
+        src = inputs["image"]
+        assert src.path is not None
+        ext = ".ova" if formats.is_container(o.format) else formats.get(o.format).extension
+        dst = ctx.workdir / f"{o.file_name}{ext}"
+        ctx.log.info("convert %s -> %s (%s, preset %s)", src.path, dst, o.format, o.preset)
+        report = convert_image(src.path, dst, fmt=o.format, preset=o.preset,
+                               options=dict(o.options) or None, compress=o.compress,
+                               verify=True, checksum=True)
+        meta = report.to_dict()
+        meta.pop("path", None)
+        ctx.log.info("converted: %s", meta)
+        driver = None if formats.is_container(o.format) else formats.get(o.format).driver
+        return Artifact(path=dst, kind="image" if driver else "file", format=driver,
+                        metadata=meta,
+                        digest=f"sha256:{report.sha256}" if report.sha256 else None)

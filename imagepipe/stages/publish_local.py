@@ -1,0 +1,138 @@
+"""Stage `publish.local`: outputs into the local template store `DIR/NAME/VERSION/`.
+
+Layout: `NAME/VERSION/` holds the outputs, `manifest.json`, `SHA256SUMS` and the seed ISO if
+any; `NAME/latest` is a symlink to the newest version; `keep: N` removes older versions after a
+successful publish. Every version directory appears by one rename of a fully written, fsynced
+staging directory, and `latest` is swapped with a rename, so readers never see half a version.
+Files are reflinked when the filesystem can, else copied: never hardlinked, because a user
+booting a published qcow2 must not write into the build cache.
+If the newest version already has exactly these outputs (same SHA256SUMS), nothing is copied:
+a nightly run where nothing changed publishes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagepipe.recipe.model import Recipe
+from imagepipe.stages.base import Artifact, Stage, StageContext
+
+
+@dataclass(frozen=True)
+class LocalPublishOptions:
+    dir: str  # a str, not a Path: the directory's content must not enter the stage id
+    name: str
+    version: str = ""  # "" = a UTC timestamp
+    keep: int | None = None
+
+
+class LocalPublishStage(Stage):
+    name = "publish.local"
+    version = 1
+    Options = LocalPublishOptions
+    inputs = ("image",)  # plus output.<n> for each convert
+    cacheable = False
+
+    @classmethod
+    def options_from_recipe(cls, recipe: Recipe) -> LocalPublishOptions | None:
+        local = recipe.publish.local
+        if local is None:
+            return None
+        return LocalPublishOptions(dir=str(Path(local.dir).absolute()), name=recipe.name,
+                                   version=recipe.image_version, keep=local.keep)
+
+    def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
+        o: LocalPublishOptions = self.options
+        base = Path(o.dir) / o.name
+        base.mkdir(parents=True, exist_ok=True)
+        files = self._files(inputs)
+        sums = "".join(f"{digest.split(':', 1)[1]}  {name}\n"
+                       for name, (_, digest) in sorted(files.items()) if name != "seed.iso")
+        latest = base / "latest"
+        if (latest / "SHA256SUMS").is_file() and (latest / "SHA256SUMS").read_text() == sums:
+            current = os.readlink(latest)
+            ctx.log.info("unchanged since version %s: nothing published", current)
+            return Artifact(path=None, kind="record", metadata={
+                "dir": str(base / current), "version": current, "unchanged": True,
+                "files": {n: str(base / current / n) for n in files}})
+        version = o.version or time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        final = base / version
+        record = {"dir": str(final), "version": version, "unchanged": False,
+                  "files": {n: str(final / n) for n in files}}
+        self._stage_dir(ctx, base, final, files, sums, record)
+        tmp_link = base / f".latest.{os.getpid()}"
+        tmp_link.unlink(missing_ok=True)
+        os.symlink(version, tmp_link)
+        os.replace(tmp_link, latest)
+        record["removed"] = self._retention(base, version, o.keep)
+        ctx.log.info("published %s", record)
+        return Artifact(path=None, kind="record", metadata=record)
+
+    @staticmethod
+    def _files(inputs: Mapping[str, Artifact]) -> dict[str, tuple[Path, str]]:
+        """file name -> (store path, digest) for every output, plus the seed ISO."""
+        files: dict[str, tuple[Path, str]] = {}
+        for slot, art in sorted(inputs.items()):
+            if slot.startswith("output.") and art.path is not None and art.digest:
+                files[art.path.name] = (art.path, art.digest)
+        image = inputs.get("image")
+        if image is not None and "seed.iso" in image.files:
+            from imagepipe.store import hash_file
+
+            seed = image.files["seed.iso"]
+            files["seed.iso"] = (seed, "sha256:" + hash_file(seed))
+        return files
+
+    @staticmethod
+    def _stage_dir(ctx: StageContext, base: Path, final: Path,
+                   files: Mapping[str, tuple[Path, str]], sums: str,
+                   record: dict[str, Any]) -> None:
+        from imagepipe.convert.durable import fsync_path
+        from imagepipe.fetch.transfer import copy_out
+
+        staging = base / f".{final.name}.tmp{os.getpid()}"
+        ctx.exit_stack.callback(shutil.rmtree, staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        for name, (src, _) in files.items():
+            how = copy_out(src, staging / name, hardlink=False)
+            ctx.log.info("%s: %s", name, how)
+        manifest = json.loads(json.dumps(ctx.manifest, default=str))
+        manifest.setdefault("publish", {})["local"] = record
+        for out in manifest.get("outputs", []):
+            name = Path(out.get("store_path") or out.get("path", "")).name
+            if name in record["files"]:
+                out["path"] = record["files"][name]
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (staging / "SHA256SUMS").write_text(sums)
+        for p in staging.iterdir():
+            fsync_path(p)
+        fsync_path(staging)
+        if final.exists():
+            trash = base / f".{final.name}.old{os.getpid()}"
+            os.rename(final, trash)
+            ctx.exit_stack.callback(shutil.rmtree, trash, ignore_errors=True)
+        os.rename(staging, final)
+        fsync_path(base)
+
+    @staticmethod
+    def _retention(base: Path, current: str, keep: int | None) -> list[str]:
+        if not keep or keep < 1:
+            return []
+        versions = [d for d in base.iterdir()
+                    if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")]
+        versions.sort(key=lambda d: (d / "manifest.json").stat().st_mtime
+                      if (d / "manifest.json").exists() else d.stat().st_mtime, reverse=True)
+        removed = []
+        for old in versions[keep:]:
+            if old.name != current:
+                shutil.rmtree(old)
+                removed.append(old.name)
+        return removed
