@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.ovirt_helpers import (assert_clean, disk_ids, disk_path, identical,
-                                             make_image, ovirt, reset_faults, sim)
+from tests.integration.ovirt_helpers import (
+    assert_clean,
+    disk_ids,
+    disk_path,
+    identical,
+    make_image,
+    ovirt,
+    reset_faults,
+    sim,
+)
 
 pytestmark = pytest.mark.ovirt
 __all__ = ["sim", "reset_faults"]

@@ -23,9 +23,9 @@ def _con(sim, password: str | None = None, **kw):
 
 def _raw(sim, method: str, path: str, body: bytes | None = None, token: str | None = None):
     ctx = ssl.create_default_context(cafile=str(sim.ca_file))
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
     req = urllib.request.Request(sim.api_url + path, data=body, method=method,
-                                 headers={"Content-Type": "application/xml",
-                                          **({"Authorization": f"Bearer {token}"} if token else {})})
+                                 headers={"Content-Type": "application/xml", **auth})
     try:
         with urllib.request.urlopen(req, context=ctx) as resp:
             return resp.status, resp.read().decode()
@@ -44,6 +44,7 @@ def test_wrong_password_is_auth_error(sim) -> None:
 
 def test_untrusted_ca_is_refused(sim, tmp_path) -> None:
     import ovirtsdk4 as sdk
+
     from imagepipe.testing.ovirt_engine.pki import make_pki
 
     other = make_pki(tmp_path / "other")

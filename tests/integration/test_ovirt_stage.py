@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe.recipe.model import (CloudInit, ImageSource, OvirtPublish, Publish, Recipe,
-                                    Source)
+from imagepipe.recipe.model import CloudInit, ImageSource, OvirtPublish, Publish, Recipe, Source
 from imagepipe.stages import get_stage
 from imagepipe.stages.base import Artifact, StageContext
 from tests.integration.ovirt_helpers import identical, make_image, reset_faults, sim

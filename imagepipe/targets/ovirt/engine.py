@@ -82,7 +82,8 @@ def wait_disk_ok(con: Any, disk_id: str, timeout: float) -> Any:
                     lambda d: d.status == types.DiskStatus.OK, timeout)
     except TimeoutExpired as exc:
         raise EngineError(f"{exc} (it stayed locked)",
-                          "the engine may be busy; see its events, or raise --disk-timeout") from None
+                          "the engine may be busy; see its events, or raise --disk-timeout"
+                          ) from None
 
 
 def remove_entity(service: Any, what: str, timeout: float, **kwargs: Any) -> None:

@@ -22,7 +22,7 @@ from imagepipe.errors import InputError
 from imagepipe.targets.ovirt import engine as eng
 from imagepipe.targets.ovirt import transfer as data
 from imagepipe.targets.ovirt.connection import EngineConfig, EngineError, engine_errors
-from imagepipe.targets.ovirt.upload import UploadOptions, upload_disk
+from imagepipe.targets.ovirt.upload import DEFAULT_OPTIONS, UploadOptions, upload_disk
 
 DIGEST_TAG = "imagepipe-image-digest:"
 DATE_VAR = "${date}"
@@ -66,7 +66,7 @@ def expand_name(name: str, now: datetime.datetime | None = None) -> tuple[str, s
     """(concrete name, base prefix of its versions or None when the name is not versioned)."""
     if DATE_VAR not in name:
         return name, None
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     return name.replace(DATE_VAR, now.strftime("%Y%m%d%H%M%S")), name.split(DATE_VAR)[0]
 
 
@@ -78,7 +78,7 @@ def _versions(con: Any, base: str, pattern: str) -> list[Any]:
 
 
 def make_template(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
-                  options: UploadOptions = UploadOptions()) -> TemplateResult:
+                  options: UploadOptions = DEFAULT_OPTIONS) -> TemplateResult:
     import time
 
     start = time.monotonic()
@@ -181,7 +181,12 @@ def _create_template(con: Any, spec: TemplateSpec, name: str, vm_id: str, digest
             initialization=init), seal=spec.seal)
     done = {"ok": False}
     tpl_service = service.template_service(tpl.id)
-    stack.callback(lambda: done["ok"] or eng.cleanup_remove(tpl_service, f"template {name}", 600))
+
+    def remove_unless_done() -> None:
+        if not done["ok"]:
+            eng.cleanup_remove(tpl_service, f"template {name}", 600)
+
+    stack.callback(remove_unless_done)
 
     def get() -> Any:
         t = tpl_service.get()

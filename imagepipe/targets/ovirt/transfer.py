@@ -13,8 +13,8 @@ import json
 import ssl
 import time
 from contextlib import ExitStack
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from imagepipe import ui

@@ -21,8 +21,8 @@ from imagepipe import ui
 from imagepipe.errors import InputError, TransferError
 from imagepipe.targets.ovirt import engine as eng
 from imagepipe.targets.ovirt import transfer as data
-from imagepipe.targets.ovirt.transfer import RetryableTransferError as _Retry
 from imagepipe.targets.ovirt.connection import EngineConfig, engine_errors
+from imagepipe.targets.ovirt.transfer import RetryableTransferError as _Retry
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class UploadOptions:
     disk_timeout: float = 120.0
     transfer_timeout: float = 60.0
     verify: bool = True
+
+
+DEFAULT_OPTIONS = UploadOptions()
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def is_iso(path: Path) -> bool:
 def upload_disk(con: Any, cfg: EngineConfig, image: Path, *, storage_domain: str,
                 name: str | None = None, fmt: str = "cow", sparse: bool = True,
                 content_type: str = "data", description: str = "Uploaded by imagepipe",
-                options: UploadOptions = UploadOptions(),
+                options: UploadOptions = DEFAULT_OPTIONS,
                 checksum: dict[str, Any] | None = None) -> UploadResult:
     """Upload `image` (any format qemu reads) as a new disk; returns it `ok` and verified.
 
@@ -102,7 +105,7 @@ def upload_disk(con: Any, cfg: EngineConfig, image: Path, *, storage_domain: str
 
 
 def upload_iso(con: Any, cfg: EngineConfig, iso: Path, *, storage_domain: str,
-               name: str | None = None, options: UploadOptions = UploadOptions()) -> UploadResult:
+               name: str | None = None, options: UploadOptions = DEFAULT_OPTIONS) -> UploadResult:
     """An installer ISO as a raw, preallocated disk with content_type=iso (cdrom-attachable)."""
     if not iso.is_file():
         raise InputError(f"{iso}: no such file")

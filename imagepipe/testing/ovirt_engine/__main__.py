@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"password_file: {sim.password_file}", flush=True)
             print(f"storage_domain: data1 ({sim.engine.sds[sim.engine.sd_id]['_path']})",
                   flush=True)
-            print("faults: POST {url}/sim/faults  state: GET {url}/sim/state".format(url=sim.url),
+            print(f"faults: POST {sim.url}/sim/faults  state: GET {sim.url}/sim/state",
                   flush=True)
             stop.wait()
     return 0

@@ -29,7 +29,7 @@ def make_pki(directory: Path) -> Pki:
     from cryptography.x509.oid import NameOID
 
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=365)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())

@@ -30,7 +30,7 @@ def new_id() -> str:
 
 
 def now_text() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def ref(collection: str, entity_id: str) -> dict[str, str]:
@@ -90,6 +90,12 @@ class Faults:
 
 class Core:
     """Inventory, lookups and disks. VMs/templates and transfers are mixed in by `Engine`."""
+
+    datacenters: dict[str, dict[str, Any]]
+    clusters: dict[str, dict[str, Any]]
+    networks: dict[str, dict[str, Any]]
+    profiles: dict[str, dict[str, Any]]
+    hosts: dict[str, dict[str, Any]]
 
     def __init__(self, base: Path, *, delay: float = 0.3) -> None:
         self.base = base
@@ -198,7 +204,8 @@ class Core:
         if k == "datacenter":
             return [self.datacenters[self.dc_id]["name"]]
         if k == "storage.name" and collection == "datacenters":
-            return [self.sds[s]["name"] for s in item.get("_storage", []) if s in self.visible_sds()]
+            visible = self.visible_sds()
+            return [self.sds[s]["name"] for s in item.get("_storage", []) if s in visible]
         if k == "clusters.name" and collection == "datacenters":
             return [c["name"] for c in self.clusters.values()
                     if c["data_center"]["id"] == item["id"]]

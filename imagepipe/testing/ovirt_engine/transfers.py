@@ -8,16 +8,17 @@ qemu-nbd started exactly as vdsm starts it for `format=raw` transfers.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagepipe.testing.ovirt_engine.imageio import DaemonError, ImageioDaemon
-from imagepipe.testing.ovirt_engine.state import API, new_id, ref
+from imagepipe.testing.ovirt_engine.state import Faults, new_id, ref
 from imagepipe.testing.ovirt_engine.xmlio import Fault, as_int
 from imagepipe.tools.run import run
 
@@ -29,6 +30,17 @@ FINISHED = ("finished_success", "finished_failure")
 class TransfersMixin:
     """Mixed into `Engine`; uses its lock, disks, faults and imageio daemon."""
 
+    if TYPE_CHECKING:  # provided by Core
+        faults: Faults
+        delay: float
+        host_id: str
+        image_url: str
+        base: Path
+
+        def log(self, message: str) -> None: ...
+        def delete_disk(self, disk_id: str) -> None: ...
+        def refresh_disk_size(self, disk: dict[str, Any]) -> None: ...
+
     daemon: ImageioDaemon | None
     disks: dict[str, dict[str, Any]]
     transfers: dict[str, dict[str, Any]]
@@ -38,8 +50,9 @@ class TransfersMixin:
     def add_transfer(self, body: dict[str, Any]) -> dict[str, Any]:
         target = body.get("disk") or body.get("image")
         if not isinstance(target, dict) or not target.get("id"):
-            raise Fault(400, "Incomplete parameters", "ImageTransfer [disk.id|image.id] required for add")
-        disk = self.disks.get(target["id"])  # type: ignore[attr-defined]
+            raise Fault(400, "Incomplete parameters",
+                        "ImageTransfer [disk.id|image.id] required for add")
+        disk = self.disks.get(target["id"])
         if disk is None:
             raise Fault(400, "Operation Failed",
                         "[Cannot transfer Virtual Disk. The specified disk does not exist.]")
@@ -62,13 +75,13 @@ class TransfersMixin:
                                                  "inactivity_timeout"),
                     "phase": "initializing", "shallow": False, "timeout_policy": policy,
                     "transferred": 0, "proxy_url": None, "transfer_url": None,
-                    "host": ref("hosts", self.host_id),  # type: ignore[attr-defined]
+                    "host": ref("hosts", self.host_id),
                     "image": {"id": disk["id"]}, "disk": ref("disks", disk["id"]),
-                    "_disk_id": disk["id"], "_at": time.monotonic() + self.delay,  # type: ignore[attr-defined]
+                    "_disk_id": disk["id"], "_at": time.monotonic() + self.delay,
                     "_ticket": None, "_nbd": None, "_sock": None, "_extended": 0.0}
         disk["status"] = "locked"
         self.transfers[tid] = transfer
-        self.log(f"transfer {tid} added for disk {disk['id']}")  # type: ignore[attr-defined]
+        self.log(f"transfer {tid} added for disk {disk['id']}")
         return transfer
 
     def transfer_action(self, tid: str, action: str) -> None:
@@ -83,7 +96,7 @@ class TransfersMixin:
         if phase not in allowed:
             raise Fault(409, "Operation Failed",
                         f"[Cannot {action} image transfer: the transfer is in phase {phase}.]")
-        self.log(f"transfer {tid} {action}")  # type: ignore[attr-defined]
+        self.log(f"transfer {tid} {action}")
         if action == "finalize":
             t["phase"] = "finalizing_success"
         elif action == "cancel":
@@ -109,10 +122,10 @@ class TransfersMixin:
                 t["phase"] = "finalizing_cleanup"
             elif phase == "finalizing_cleanup":
                 self._teardown(t)
-                self.delete_disk(t["_disk_id"])  # type: ignore[attr-defined]
+                self.delete_disk(t["_disk_id"])
                 self._finish(t, "finished_failure", now)
             elif phase == "finalizing_failure":
-                self.delete_disk(t["_disk_id"])  # type: ignore[attr-defined]
+                self.delete_disk(t["_disk_id"])
                 self._finish(t, "finished_failure", now)
             elif phase in FINISHED and now >= t["_at"]:
                 del self.transfers[tid]
@@ -120,18 +133,18 @@ class TransfersMixin:
     def _finish(self, t: dict[str, Any], phase: str, now: float) -> None:
         t["phase"] = phase
         t["active"] = False
-        keep = 0.0 if self.faults.active("finished_transfer_404") else self.keep_finished_s  # type: ignore[attr-defined]
+        keep = 0.0 if self.faults.active("finished_transfer_404") else self.keep_finished_s
         t["_at"] = now + keep
-        self.log(f"transfer {t['id']} {phase}")  # type: ignore[attr-defined]
+        self.log(f"transfer {t['id']} {phase}")
 
     def _prepare(self, t: dict[str, Any]) -> None:
         """Start NBD (format=raw) or use the file backend, then add the imageio ticket."""
-        faults = self.faults  # type: ignore[attr-defined]
+        faults = self.faults
         disk = self.disks[t["_disk_id"]]
         if t["_ticket"] is None:
             if faults.take("transfer_paused_system") or faults.take("ticket_add_fail"):
                 t["phase"] = "paused_system"
-                self.log(f"transfer {t['id']} paused_system (ticket add failed)")  # type: ignore[attr-defined]
+                self.log(f"transfer {t['id']} paused_system (ticket add failed)")
                 return
             ticket_id = new_id()
             if t["format"] == "raw":
@@ -153,11 +166,11 @@ class TransfersMixin:
             except (DaemonError, OSError) as exc:
                 self._teardown(t)
                 t["phase"] = "paused_system"
-                self.log(f"transfer {t['id']} paused_system: {exc}")  # type: ignore[attr-defined]
+                self.log(f"transfer {t['id']} paused_system: {exc}")
                 return
             t["_ticket"] = ticket_id
             self.ticket_ids.append(ticket_id)
-            good = self.image_url + ticket_id  # type: ignore[attr-defined]
+            good = self.image_url + ticket_id
             t["proxy_url"] = good
             if faults.take("bad_transfer_url"):
                 t["transfer_url"] = "https://127.0.0.1:9/images/" + ticket_id
@@ -167,10 +180,10 @@ class TransfersMixin:
         t["phase"] = "transferring"
 
     def _start_nbd(self, t: dict[str, Any], disk: dict[str, Any]) -> str:
-        sock = Path(self.base) / "run" / "nbd" / f"{t['id']}.sock"  # type: ignore[attr-defined]
+        sock = Path(self.base) / "run" / "nbd" / f"{t['id']}.sock"
         sock.parent.mkdir(parents=True, exist_ok=True)
-        spec = ('json:{"driver":"%s","file":{"driver":"file","filename":"%s"}}'
-                % (disk["_driver"], disk["_path"]))
+        spec = "json:" + json.dumps({"driver": disk["_driver"],
+                                     "file": {"driver": "file", "filename": str(disk["_path"])}})
         argv = ["qemu-nbd", "--socket", str(sock), "--persistent", "--shared=8",
                 "--export-name=", "--cache=none", "--aio=native", "--discard=unmap", spec]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -210,7 +223,7 @@ class TransfersMixin:
             try:
                 self.daemon.remove_ticket(t["_ticket"])
             except (DaemonError, OSError) as exc:
-                self.log(f"transfer {t['id']} ticket removal failed: {exc}")  # type: ignore[attr-defined]
+                self.log(f"transfer {t['id']} ticket removal failed: {exc}")
             t["_ticket"] = None
         proc: subprocess.Popen[bytes] | None = t.get("_nbd")
         if proc is not None:
@@ -232,7 +245,7 @@ class TransfersMixin:
         """Verify the volume as the engine does; a bad volume is removed with the disk."""
         self._teardown(t)
         disk = self.disks[t["_disk_id"]]
-        faults = self.faults  # type: ignore[attr-defined]
+        faults = self.faults
         ok = not (faults.take("verify_fail") or faults.take("disk_illegal_at_finalize"))
         if ok:
             info = run(["qemu-img", "info", "--output=json", str(disk["_path"])], check=False)
@@ -242,12 +255,12 @@ class TransfersMixin:
                          check=False).returncode == 0
         if ok:
             disk["status"] = "ok"
-            self.refresh_disk_size(disk)  # type: ignore[attr-defined]
+            self.refresh_disk_size(disk)
             self._finish(t, "finished_success", time.monotonic())
         else:
             disk["status"] = "illegal"
             t["phase"] = "finalizing_failure"
-            self.log(f"transfer {t['id']} verification failed; disk {disk['id']} illegal")  # type: ignore[attr-defined]
+            self.log(f"transfer {t['id']} verification failed; disk {disk['id']} illegal")
 
     def shutdown_transfers(self) -> None:
         for t in self.transfers.values():

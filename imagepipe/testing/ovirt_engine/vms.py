@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imagepipe.testing.ovirt_engine.state import API, BLANK_ID, new_id, now_text, ref
+from imagepipe.testing.ovirt_engine.state import API, BLANK_ID, Faults, new_id, now_text, ref
 from imagepipe.testing.ovirt_engine.xmlio import Fault, as_bool, as_int, require
 from imagepipe.tools.run import run
 
@@ -20,6 +20,19 @@ class VmsMixin:
     vms: dict[str, dict[str, Any]]
     templates: dict[str, dict[str, Any]]
     disks: dict[str, dict[str, Any]]
+
+    if TYPE_CHECKING:  # provided by Core
+        faults: Faults
+        delay: float
+        lock: threading.RLock
+        sds: dict[str, dict[str, Any]]
+        profiles: dict[str, dict[str, Any]]
+
+        def log(self, message: str) -> None: ...
+        def delete_disk(self, disk_id: str) -> None: ...
+        def refresh_disk_size(self, disk: dict[str, Any]) -> None: ...
+        def find_named(self, name: str, value: Any, what: str) -> dict[str, Any]: ...
+        def create_disk(self, sd: dict[str, Any], **kw: Any) -> dict[str, Any]: ...
 
     def seed_templates(self) -> None:
         self.templates[BLANK_ID] = {**ref("templates", BLANK_ID), "name": "Blank",
@@ -39,7 +52,7 @@ class VmsMixin:
             raise Fault(409, "Operation Failed",
                         "[Cannot add VM. The VM name is already in use, please choose a unique "
                         "name and try again.]")
-        cluster = self.find_named("clusters", body["cluster"], "VM")  # type: ignore[attr-defined]
+        cluster = self.find_named("clusters", body["cluster"], "VM")
         tpl = self._find_template(body["template"])
         vm_id = new_id()
         vm = {**ref("vms", vm_id), "name": name, "description": body.get("description"),
@@ -54,7 +67,7 @@ class VmsMixin:
                         ("nics", f"{API}/vms/{vm_id}/nics")],
               "_attachments": {}, "_nics": {}}
         self.vms[vm_id] = vm
-        self.log(f"vm {vm_id} added ({name})")  # type: ignore[attr-defined]
+        self.log(f"vm {vm_id} added ({name})")
         return vm
 
     def _find_template(self, value: Any) -> dict[str, Any]:
@@ -62,7 +75,8 @@ class VmsMixin:
             for t in self.templates.values():
                 if t["id"] == value.get("id") or (value.get("name") and t["name"] == value["name"]):
                     return t
-            raise Fault(404, "Operation Failed", f"Entity not found: {value.get('name') or value.get('id')}")
+            missing = value.get("name") or value.get("id")
+            raise Fault(404, "Operation Failed", f"Entity not found: {missing}")
         raise Fault(400, "Incomplete parameters", "Template [id|name] required")
 
     def vm(self, vm_id: str) -> dict[str, Any]:
@@ -99,7 +113,7 @@ class VmsMixin:
         vm = self.vm(vm_id)
         require(body, "NIC", "add", "name")
         profile = body.get("vnic_profile")
-        if profile and profile.get("id") not in self.profiles:  # type: ignore[attr-defined]
+        if profile and profile.get("id") not in self.profiles:
             raise Fault(400, "Operation Failed",
                         "[Cannot add Interface. The specified vNIC profile does not exist.]")
         if any(n["name"] == body["name"] for n in vm["_nics"].values()):
@@ -121,16 +135,16 @@ class VmsMixin:
                         "[Cannot remove VM: VM is locked. Please try again in a few minutes.]")
         if not detach_only:
             for disk_id in vm["_attachments"]:
-                self.delete_disk(disk_id)  # type: ignore[attr-defined]
+                self.delete_disk(disk_id)
         del self.vms[vm_id]
-        self.log(f"vm {vm_id} removed")  # type: ignore[attr-defined]
+        self.log(f"vm {vm_id} removed")
 
     # --- templates ----------------------------------------------------------------------
     def add_template(self, body: dict[str, Any], *, seal: bool) -> dict[str, Any]:
         require(body, "Template", "add", "name", "vm.id")
         name = body["name"]
         if (any(t["name"] == name for t in self.templates.values())
-                or self.faults.take("template_name_in_use")):  # type: ignore[attr-defined]
+                or self.faults.take("template_name_in_use")):
             raise Fault(409, "Operation Failed",
                         "[Cannot add Template. The Template name is already in use, please "
                         "choose a unique name and try again.]")
@@ -149,7 +163,8 @@ class VmsMixin:
                "memory": vm["memory"], "cpu": vm["cpu"], "os": body.get("os") or vm["os"],
                "type": vm["type"], "bios": vm.get("bios"), "memory_policy": vm["memory_policy"],
                "initialization": body.get("initialization"),
-               "version": {"version_number": 1, "version_name": (body.get("version") or {}).get("version_name")},
+               "version": {"version_number": 1,
+                           "version_name": (body.get("version") or {}).get("version_name")},
                "cluster": vm["cluster"], "vm": ref("vms", vm["id"]),
                "links": [("diskattachments", f"{API}/templates/{tid}/diskattachments"),
                          ("nics", f"{API}/templates/{tid}/nics")],
@@ -159,19 +174,19 @@ class VmsMixin:
         jobs = [(self.disks[d], att) for d, att in vm["_attachments"].items() if d in self.disks]
         threading.Thread(target=self._copy_template_disks, args=(tpl, vm, jobs),
                          daemon=True, name=f"template-{tid}").start()
-        self.log(f"template {tid} adding ({name}) seal={seal}")  # type: ignore[attr-defined]
+        self.log(f"template {tid} adding ({name}) seal={seal}")
         return tpl
 
     def _copy_template_disks(self, tpl: dict[str, Any], vm: dict[str, Any],
                              jobs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
         """CreateAllTemplateDisks: copy each volume outside the lock, then publish."""
-        time.sleep(self.delay)  # type: ignore[attr-defined]
+        time.sleep(self.delay)
         copies = []
-        failed = self.faults.take("template_fail")  # type: ignore[attr-defined]
+        failed = self.faults.take("template_fail")
         for disk, att in jobs:
-            with self.lock:  # type: ignore[attr-defined]
-                sd = self.sds[disk["storage_domains"][0]["id"]]  # type: ignore[attr-defined]
-                new = self.create_disk(sd, name=disk["name"], fmt=disk["format"],  # type: ignore[attr-defined]
+            with self.lock:
+                sd = self.sds[disk["storage_domains"][0]["id"]]
+                new = self.create_disk(sd, name=disk["name"], fmt=disk["format"],
                                        size=disk["provisioned_size"], sparse=disk["sparse"],
                                        content_type=disk["content_type"], source=disk["_path"])
                 new["_ready_at"] = None
@@ -179,17 +194,18 @@ class VmsMixin:
                           str(disk["_path"]), str(new["_path"])], check=False, timeout=3600)
             failed = failed or result.returncode != 0
             copies.append((new, att))
-        with self.lock:  # type: ignore[attr-defined]
+        with self.lock:
             for new, att in copies:
                 new["status"] = "illegal" if failed else "ok"
-                self.refresh_disk_size(new)  # type: ignore[attr-defined]
-                tpl["_disks"].append({**att, "href": f"{API}/templates/{tpl['id']}/diskattachments/{new['id']}",
+                self.refresh_disk_size(new)
+                href = f"{API}/templates/{tpl['id']}/diskattachments/{new['id']}"
+                tpl["_disks"].append({**att, "href": href,
                                       "id": new["id"], "disk": ref("disks", new["id"]),
                                       "vm": None, "template": ref("templates", tpl["id"])})
             tpl["status"] = "illegal" if failed else "ok"
             if vm["id"] in self.vms:
                 vm["status"] = "down"
-            self.log(f"template {tpl['id']} {tpl['status']}")  # type: ignore[attr-defined]
+            self.log(f"template {tpl['id']} {tpl['status']}")
 
     def template(self, tid: str) -> dict[str, Any]:
         tpl = self.templates.get(tid)
@@ -200,14 +216,15 @@ class VmsMixin:
     def remove_template(self, tid: str) -> None:
         tpl = self.template(tid)
         if tid == BLANK_ID:
-            raise Fault(409, "Operation Failed", "[Cannot remove Template. Blank Template cannot be removed.]")
+            raise Fault(409, "Operation Failed",
+                        "[Cannot remove Template. Blank Template cannot be removed.]")
         if tpl["status"] == "locked":
             raise Fault(409, "Operation Failed", "[Cannot remove Template. Template is locked.]")
         if any(v["template"]["id"] == tid for v in self.vms.values()):
             raise Fault(409, "Operation Failed", "[Cannot remove Template. It is used by VMs.]")
         for att in tpl["_disks"]:
-            self.delete_disk(att["id"])  # type: ignore[attr-defined]
+            self.delete_disk(att["id"])
         del self.templates[tid]
-        self.log(f"template {tid} removed")  # type: ignore[attr-defined]
+        self.log(f"template {tid} removed")
 
 
