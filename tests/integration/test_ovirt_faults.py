@@ -122,3 +122,18 @@ def test_bad_input_exit_2(sim, tmp_path: Path, image: Path) -> None:
                     "--name", "x", "--description", "d", "--user-data", str(bad),
                     json_mode=False)
     assert proc.returncode == 2 and "#cloud-config" in proc.stderr
+
+
+def test_ticket_dropped_mid_upload_is_retried(sim, tmp_path: Path) -> None:
+    """vdsm loses the ticket while data flows: imageio answers 403, the transfer is cancelled,
+    its disk removed, and the whole upload succeeds on the second attempt."""
+    big = make_image(tmp_path / "big.raw", fmt="raw", size=512 * 1024 * 1024,
+                     chunks=tuple((i * 80, 32) for i in range(6)))
+    sim.set_faults(drop_ticket=1)
+    before = disk_ids(sim)
+    proc, result = ovirt(sim, "upload-disk", str(big), "-s", "data1")
+    assert proc.returncode == 0, proc.stderr
+    assert result["attempts"] == 2, proc.stdout
+    assert "ticket dropped mid-upload" in "\n".join(sim.state()["events"])
+    assert identical(big, disk_path(sim, result["disk_id"]))
+    assert_clean(sim, disks_before=before | {result["disk_id"]})

@@ -119,3 +119,58 @@ def test_transfer_on_locked_disk_is_409(sim) -> None:
     time.sleep(2.5)
     disks.disk_service(disk.id).remove()
     con.close()
+
+
+def _new_disk(con, name: str):
+    from ovirtsdk4 import types
+
+    disks = con.system_service().disks_service()
+    disk = disks.add(types.Disk(name=name, format=types.DiskFormat.COW,
+                                provisioned_size=8 << 20,
+                                storage_domains=[types.StorageDomain(name="data1")]))
+    _until(lambda: disks.disk_service(disk.id).get().status == types.DiskStatus.OK)
+    return disk
+
+
+def _until(cond, timeout: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_transfer_phases_pause_resume_and_inactivity(sim) -> None:
+    """Phase machine: URLs only once a ticket exists; pause/resume; wrong-phase 409;
+    an idle transfer with timeout_policy=cancel is cancelled by the system and its disk removed."""
+    import ovirtsdk4 as sdk
+    from ovirtsdk4 import types
+
+    con = _con(sim)
+    transfers = con.system_service().image_transfers_service()
+    disk = _new_disk(con, "phases")
+    t = transfers.add(types.ImageTransfer(disk=types.Disk(id=disk.id),
+                                          format=types.DiskFormat.RAW, inactivity_timeout=1,
+                                          timeout_policy=types.ImageTransferTimeoutPolicy.CANCEL))
+    assert t.phase == types.ImageTransferPhase.INITIALIZING and t.transfer_url is None
+    service = transfers.image_transfer_service(t.id)
+    _until(lambda: service.get().phase == types.ImageTransferPhase.TRANSFERRING)
+    t = service.get()
+    assert t.transfer_url and t.proxy_url and t.host.id
+    assert con.follow_link(t.host).name == "host1"
+    ticket = t.transfer_url.rsplit("/", 1)[1]
+    assert sim.daemon.get_ticket(ticket)["transfer_id"] == t.id
+    with pytest.raises(sdk.Error) as err:
+        service.resume()
+    assert err.value.code == 409
+    service.pause()
+    assert service.get().phase == types.ImageTransferPhase.PAUSED_USER
+    service.resume()
+    _until(lambda: service.get().phase == types.ImageTransferPhase.TRANSFERRING)
+    # No client activity for > inactivity_timeout: cancelled_system -> disk removed.
+    _until(lambda: service.get().phase == types.ImageTransferPhase.FINISHED_FAILURE, 30)
+    with pytest.raises(sdk.NotFoundError):
+        con.system_service().disks_service().disk_service(disk.id).get()
+    assert sim.daemon.get_ticket(ticket) is None
+    con.close()

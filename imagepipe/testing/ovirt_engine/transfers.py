@@ -210,6 +210,11 @@ class TransfersMixin:
             return
         t["active"] = bool(info.get("active"))
         t["transferred"] = int(info.get("transferred") or 0)
+        if t["active"] and self.faults.take("drop_ticket"):
+            # vdsm lost the ticket mid-upload: clients get 403, the engine pauses the transfer.
+            self.daemon.remove_ticket(t["_ticket"])
+            self.log(f"transfer {t['id']} ticket dropped mid-upload")
+            return
         if not t["active"] and info.get("idle_time", 0) > t["inactivity_timeout"]:
             t["phase"] = "cancelled_system" if t["timeout_policy"] == "cancel" else "paused_system"
             return
