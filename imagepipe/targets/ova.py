@@ -15,10 +15,14 @@ import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from imagepipe.convert.report import ImageReport, file_sha256
-from imagepipe.errors import ImageError, InputError
+from imagepipe.errors import ImageError, ImagepipeError, InputError
 from imagepipe.tools import qemu_img
+
+if TYPE_CHECKING:
+    from imagepipe.recipe.model import Recipe
 
 GiB = 1 << 30
 OVF = "http://schemas.dmtf.org/ovf/envelope/1"
@@ -107,8 +111,11 @@ def _sha256(path: Path) -> str:
 
 def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: int = 2,
               memory: int = 2 * GiB, os_type: str = "other_linux",
-              manifest: bool = True) -> ImageReport:
-    """Write `dst` (.ova) from `src` (any format qemu reads; backing files refused)."""
+              manifest: bool = True, verify: bool = True) -> ImageReport:
+    """Write `dst` (.ova) from `src` (any format qemu reads; backing files refused).
+
+    With `verify`, the VMDK's guest data is compared with the source (`qemu-img compare`)
+    before it goes into the archive, as `convert_image` verifies its outputs."""
     if cpus < 1 or memory < (1 << 20):
         raise InputError(f"OVA hardware out of range: cpus={cpus}, memory={memory}")
     info = qemu_img.info(src)
@@ -122,6 +129,9 @@ def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: i
         vmdk = work / disk_name
         qemu_img.convert(src, vmdk, fmt=info["format"], out_fmt="vmdk",
                          options={"subformat": "streamOptimized"})
+        if verify and not qemu_img.compare(src, vmdk, info["format"], "vmdk"):
+            raise ImagepipeError(f"{dst}: the VMDK written for the OVA differs from {src}",
+                                 "nothing was written; please report this with -vv output")
         ovf = work / ovf_name
         ovf.write_bytes(build_ovf(name=name, description=description, cpus=cpus,
                                   memory=memory, os_type=os_type, disk_file=disk_name,
@@ -153,4 +163,18 @@ def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: i
     st = dst.stat()
     return ImageReport(path=dst, format="ova", subformat="streamOptimized",
                        virtual_size=capacity, file_size=st.st_size,
-                       allocated_size=st.st_blocks * 512, sha256=sha, verified=False)
+                       allocated_size=st.st_blocks * 512, sha256=sha, verified=verify)
+
+
+def ova_params_from_recipe(recipe: Recipe) -> dict[str, Any]:
+    """write_ova keyword arguments that make the OVF describe the recipe's VM: its name,
+    description, OS type and (when it publishes to oVirt) the same CPUs and memory."""
+    params: dict[str, Any] = {"name": recipe.name, "description": recipe.description}
+    if recipe.os_type:
+        params["os_type"] = recipe.os_type
+    ovirt = recipe.publish.ovirt
+    if ovirt is not None:
+        params.update(cpus=ovirt.cpus, memory=ovirt.memory)
+        if not recipe.os_type and ovirt.os_type:
+            params["os_type"] = ovirt.os_type
+    return params

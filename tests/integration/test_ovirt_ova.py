@@ -28,6 +28,7 @@ def ova(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     report = write_ova(src, out, name="web", description="Apache httpd", cpus=4,
                        memory=3 << 30, os_type="rhel_9x64")
     assert report.path == out and report.format == "ova" and report.virtual_size == 32 * MiB
+    assert report.verified is True
     assert report.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
     assert [p.name for p in out.parent.iterdir()] == ["web.ova"]  # no temp files left
     return src, out
@@ -97,3 +98,19 @@ def test_convert_cli_writes_ova(tmp_path: Path) -> None:
     check = subprocess.run(["qemu-img", "check", str(tmp_path / "x" / "disk-disk1.vmdk")],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_params_from_recipe(tmp_path: Path) -> None:
+    from imagepipe.recipe.model import ImageSource, OvirtPublish, Publish, Recipe, Source
+    from imagepipe.targets.ova import build_ovf, ova_params_from_recipe
+
+    recipe = Recipe(name="httpd", description="Apache", path=tmp_path / "r.yaml",
+                    source=Source(image=ImageSource(url="file:///x")), os_type="rhel_9x64",
+                    publish=Publish(ovirt=OvirtPublish(storage_domain="d", cpus=6,
+                                                       memory=8 << 30)))
+    params = ova_params_from_recipe(recipe)
+    assert params == {"name": "httpd", "description": "Apache", "os_type": "rhel_9x64",
+                      "cpus": 6, "memory": 8 << 30}
+    ovf = build_ovf(**params, disk_file="d.vmdk", disk_size=1, capacity=2)
+    root = ET.fromstring(ovf)
+    assert root.find(f".//{{{OVF}}}VirtualSystem").get(f"{{{OVF}}}id") == "httpd"  # type: ignore[union-attr]
