@@ -8,6 +8,7 @@ each stage's resources), so a failure or Ctrl-C releases all of it. The build di
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import time
 from contextlib import ExitStack
@@ -85,7 +86,8 @@ def build(recipe: Recipe, opts: BuildOptions, recipe_sha256: str | None = None) 
         stack.callback(store.holds.close)
         store.clean_stale()
         builds = store.builds_dir(recipe.name)
-        build_dir = builds / f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"
+        build_dir = builds / (f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"
+                              f"-{secrets.token_hex(2)}")
         (build_dir / "logs").mkdir(parents=True)
         _prune(builds)
         engine = Engine(recipe, store, build_dir, explain.load_previous(builds / "last.json"),
@@ -161,7 +163,7 @@ def _safe_name(name: str) -> str:
 
 
 def _prune(builds: Path) -> None:
-    dirs = sorted(d for d in builds.iterdir() if d.is_dir())
+    dirs = sorted((d for d in builds.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime)
     for old in dirs[:-KEEP_BUILD_DIRS]:
         shutil.rmtree(old, ignore_errors=True)
 

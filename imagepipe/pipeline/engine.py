@@ -72,8 +72,9 @@ class Engine:
 
     def say(self, node: Node, reason: str, key: str | None) -> None:
         short = key[:12] if key else "?"
-        line = f"  {node.id:<18} {short:<12} " + (
-            "cached" if reason == "cached" else f"rerun because {reason}")
+        state = ("cached" if reason == "cached" else reason if reason.startswith("runs ")
+                 else f"rerun because {reason}")
+        line = f"  {node.id:<18} {short:<12} {state}"
         if self.explain or self.dry_run:
             ui.info(line)
         else:
@@ -95,10 +96,15 @@ class Engine:
             elif not self.dry_run:
                 assert inputs is not None and material is not None
                 todo.append((node, inputs, material, reason))
-        if len(todo) == 1:
-            self._execute(*todo[0])
-        elif todo:
-            self._parallel(todo)
+        try:
+            if len(todo) == 1:
+                self._execute(*todo[0])
+            elif todo:
+                self._parallel(todo)
+        finally:
+            order = {n.id: i for i, n in enumerate(level)}
+            done = [r for r in self.records if r.id in order]
+            self.records[len(self.records) - len(done):] = sorted(done, key=lambda r: order[r.id])
 
     def _parallel(self, todo: list[tuple[Node, dict[str, Artifact], dict[str, Any], str]]) -> None:
         pool = ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(todo))),

@@ -62,7 +62,7 @@ class LocalPublishStage(Stage):
             return Artifact(path=None, kind="record", metadata={
                 "dir": str(base / current), "version": current, "unchanged": True,
                 "files": {n: str(base / current / n) for n in files}})
-        version = o.version or time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        version = o.version or _fresh(base, time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
         final = base / version
         record = {"dir": str(final), "version": version, "unchanged": False,
                   "files": {n: str(final / n) for n in files}}
@@ -136,3 +136,12 @@ class LocalPublishStage(Stage):
                 shutil.rmtree(old)
                 removed.append(old.name)
         return removed
+
+
+def _fresh(base: Path, stamp: str) -> str:
+    """A timestamp version that no existing version uses (two builds in one second)."""
+    version, n = stamp, 1
+    while (base / version).exists():
+        n += 1
+        version = f"{stamp}-{n}"
+    return version

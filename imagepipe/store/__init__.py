@@ -155,7 +155,11 @@ class Store:
         for path in ([art.path] if art.path else []) + list(art.files.values()):
             parts = path.relative_to(self.root).parts
             top = self.root.joinpath(*parts[:3 if parts[0] == "objects" else 2])
-            if not path.exists() or (not top.is_relative_to(entry) and not self.holds.hold(top)):
+            if not top.is_relative_to(entry):
+                if not path.exists() or not self.holds.hold(top):
+                    return None
+                self.touch(top)
+            elif not path.exists():
                 return None
         self.touch(entry)
         return art

@@ -115,3 +115,19 @@ def make_qcow2(path: Path, size: str = "16M", data: bytes = b"imagepipe test\n")
                    check=True)
     raw.unlink()
     return path
+
+
+def image_recipe(tmp: Path, url: str, digest: str, *, name: str = "t",
+                 outputs: tuple[tuple[str, str | None], ...] = (("qcow2", None),),
+                 publish_dir: Path | None = None, keep: int | None = None,
+                 **fields: object) -> object:
+    """A Recipe with an `image:` source and the guest stage off (no appliance needed)."""
+    from imagepipe.recipe import model as m
+
+    return m.Recipe(
+        name=name, description="pipeline test", path=tmp / f"{name}.yaml",
+        source=m.Source(image=m.ImageSource(url=url, checksum=digest)),
+        seal=m.Seal(operations="none"),
+        outputs=tuple(m.Output(format=f, preset=p) for f, p in outputs),
+        publish=m.Publish(local=m.LocalPublish(dir=publish_dir or tmp / "templates", keep=keep)),
+        **fields)  # type: ignore[arg-type]

@@ -1,0 +1,158 @@
+"""The build engine on real qemu-img with a tiny qcow2 served over HTTP (guest stage off)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from imagepipe import stages
+from imagepipe.errors import ImagepipeError
+from imagepipe.pipeline import BuildOptions, build
+from imagepipe.stages import StageNotAvailable
+from imagepipe.store import Store, hash_file
+from tests.integration.pipeline_helpers import (  # noqa: F401 (fixtures)
+    HttpServer, http_root, http_server, image_recipe, make_qcow2, server, sha256)
+
+pytestmark = pytest.mark.qemu
+
+THREE = (("qcow2", None), ("vmdk", None), ("vdi", None))
+
+
+@pytest.fixture(scope="module")
+def source(http_root: Path) -> tuple[str, Path]:
+    img = make_qcow2(http_root / "base.qcow2")
+    return sha256(img), img
+
+
+def _build(tmp: Path, server: HttpServer, source: tuple[str, Path], **kw: object):
+    outputs = kw.pop("outputs", THREE)
+    opts = BuildOptions(store=tmp / "store", **kw)  # type: ignore[arg-type]
+    recipe = image_recipe(tmp, f"{server.url}/base.qcow2", source[0], outputs=outputs)
+    return build(recipe, opts)
+
+
+def test_first_build_then_everything_cached(tmp_path: Path, server: HttpServer,
+                                            source: tuple[str, Path]) -> None:
+    first = _build(tmp_path, server, source)
+    assert first.rerun == ["fetch", "base.image", "convert.qcow2", "convert.vmdk",
+                           "convert.vdi", "publish.local"]
+    m = first.manifest
+    published = tmp_path / "templates" / "t" / "latest"
+    for out in m["outputs"]:
+        path = Path(out["path"])
+        assert path.parent.resolve() == published.resolve()
+        assert hash_file(path) == out["sha256"]
+        r = subprocess.run(["qemu-img", "compare", "-f", "qcow2", "-F", out["format"]
+                            if out["format"] != "vhd" else "vpc", str(source[1]), str(path)],
+                           capture_output=True)
+        assert r.returncode == 0, r.stdout
+    sums = (published / "SHA256SUMS").read_text().splitlines()
+    assert sorted(line.split()[1] for line in sums) == ["t.qcow2", "t.vdi", "t.vmdk"]
+    assert m["sources"][0]["digest"] == source[0]
+    assert m["recipe"]["name"] == "t" and "qemu-img" in m["tools"]
+    assert json.loads((published / "manifest.json").read_text())["outputs"][0]["sha256"]
+
+    server.control("reset")
+    second = _build(tmp_path, server, source)
+    assert second.rerun == ["publish.local"]
+    assert second.manifest["publish"]["local"]["unchanged"] is True
+    assert server.log() == []  # digest known: no network at all
+    assert [o["sha256"] for o in second.manifest["outputs"]] == [o["sha256"] for o in
+                                                                  m["outputs"]]
+
+
+def test_one_output_changed_reruns_only_its_convert(tmp_path: Path, server: HttpServer,
+                                                    source: tuple[str, Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    _build(tmp_path, server, source)
+    changed = (("qcow2", None), ("vmdk", "workstation"), ("vdi", None))
+    report = _build(tmp_path, server, source, outputs=changed, explain=True)
+    assert report.rerun == ["convert.vmdk", "publish.local"]
+    err = capsys.readouterr().err
+    assert "convert.vmdk" in err and "options.preset changed: null -> workstation" in err
+    assert "convert.qcow2" in err and err.count("cached") >= 4
+    versions = [d for d in (tmp_path / "templates" / "t").iterdir() if not d.is_symlink()]
+    assert len(versions) == 2
+
+
+def test_url_change_same_digest_is_cached(tmp_path: Path, server: HttpServer,
+                                          source: tuple[str, Path]) -> None:
+    _build(tmp_path, server, source)
+    server.control("reset")
+    recipe = image_recipe(tmp_path, "http://127.0.0.1:9/moved/base.qcow2", source[0],
+                          outputs=THREE)
+    report = build(recipe, BuildOptions(store=tmp_path / "store"))
+    assert report.rerun == ["publish.local"] and server.log() == []
+
+
+def test_force_and_from(tmp_path: Path, server: HttpServer, source: tuple[str, Path]) -> None:
+    _build(tmp_path, server, source)
+    assert _build(tmp_path, server, source, force=("convert.vdi",)).rerun == [
+        "convert.vdi", "publish.local"]
+    assert _build(tmp_path, server, source, from_stage="convert").rerun == [
+        "convert.qcow2", "convert.vmdk", "convert.vdi", "publish.local"]
+    with pytest.raises(ImagepipeError, match="no stage 'nope'"):
+        _build(tmp_path, server, source, force=("nope",))
+
+
+def test_dry_run_touches_nothing(tmp_path: Path, server: HttpServer, source: tuple[str, Path],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    _build(tmp_path, server, source)
+    store = tmp_path / "store"
+
+    def snapshot() -> dict[str, float]:
+        return {str(p): p.stat().st_mtime for p in store.rglob("*")}
+
+    before = snapshot()
+    capsys.readouterr()
+    report = _build(tmp_path, server, source, outputs=(("qcow2", None), ("vhdx", None)),
+                    dry_run=True)
+    err = capsys.readouterr().err
+    assert "convert.qcow2" in err and "cached" in err
+    assert "convert.vhdx" in err and "rerun because no previous build" in err
+    assert snapshot() == before and report.records and all(r.cached for r in report.records)
+    fresh = tmp_path / "nostore"
+    build(image_recipe(tmp_path, f"{server.url}/base.qcow2", source[0]),
+          BuildOptions(store=fresh, dry_run=True))
+    assert not fresh.exists()
+
+
+def test_missing_stage_module_fails_the_plan(tmp_path: Path, server: HttpServer,
+                                             source: tuple[str, Path],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagepipe.recipe.model import CloudInit
+
+    monkeypatch.setitem(stages.STAGES, "guest", "imagepipe.stages.no_such_module:GuestStage")
+    recipe = image_recipe(tmp_path, f"{server.url}/base.qcow2", source[0],
+                          cloud_init=CloudInit(user_data=None))
+    with pytest.raises(StageNotAvailable, match="stage 'guest' is not available"):
+        build(recipe, BuildOptions(store=tmp_path / "store"))
+    assert server.log() == []  # failed before any work
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_failed_stage_leaves_nothing_or_keeps_evidence(
+        keep: bool, tmp_path: Path, server: HttpServer, source: tuple[str, Path],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(stages.STAGES, "convert",
+                        "tests.integration.pipeline_stages:FailingConvert")
+    with pytest.raises(ImagepipeError, match="on purpose"):
+        _build(tmp_path, server, source, keep_on_failure=keep)
+    store = Store(tmp_path / "store")
+    assert not list((store.root / "tmp").iterdir())
+    build_dir = next((store.root / "builds" / "t").glob("2*"))
+    assert (build_dir / "cleanup-ran").read_text() == "yes"
+    log = (build_dir / "logs" / "convert.qcow2.log").read_text()
+    assert "about to fail" in log and "on purpose" in log
+    manifest = json.loads((build_dir / "manifest.json").read_text())
+    assert manifest["result"] == "failed" and "on purpose" in manifest["error"]
+    kept = list(build_dir.glob("failed-*"))
+    if keep:
+        assert kept and (kept[0] / "half.img").exists()
+        assert str(kept[0]) in capsys.readouterr().err
+    else:
+        assert not kept
+    assert not (tmp_path / "templates" / "t").exists()  # publish did not run
