@@ -1,0 +1,169 @@
+"""Store safety: gc never removes a held entry, verify finds corruption, build locks, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from imagepipe.stages.base import Artifact
+from imagepipe.store import Store, hash_file
+from imagepipe.store.locks import LockBusy
+from imagepipe.store.maintenance import entries, gc, verify
+from tests.conftest import REPO, run_cli
+from tests.integration.pipeline_helpers import (  # noqa: F401 (fixtures)
+    HttpServer, http_root, http_server, make_qcow2, server, sha256)
+
+
+def _commit(store: Store, key: str, data: bytes, age: float = 0) -> Path:
+    work = store.workdir("t")
+    (work.path / "f.bin").write_bytes(data)
+    art = store.commit_stage(key, work, Artifact(path=work.path / "f.bin"), label=key)
+    assert art.path is not None
+    entry = store.stage_path(key)
+    t = time.time() - age
+    os.utime(entry, (t, t))
+    return entry
+
+
+def test_gc_lru_never_removes_a_held_entry(tmp_path: Path) -> None:
+    writer = Store(tmp_path / "s")
+    old_held = _commit(writer, "a" * 64, b"1" * 100_000, age=300)
+    old_free = _commit(writer, "b" * 64, b"2" * 100_000, age=200)
+    newest = _commit(writer, "c" * 64, b"3" * 100_000, age=0)
+    writer.holds.close()
+    build = Store(tmp_path / "s")  # a running build holds entry a
+    assert build.get_stage("a" * 64) is not None
+    os.utime(old_held, (time.time() - 300,) * 2)
+    collector = Store(tmp_path / "s")
+    removed, held = gc(collector, max_size=150_000)
+    assert [e.path for e in held] == [old_held]
+    assert [e.path for e in removed] == [old_free, newest][: len(removed)]
+    assert old_held.exists() and not old_free.exists()
+    build.holds.close()
+    removed, held = gc(collector, max_size=0)
+    assert not held and not old_held.exists()
+    r = run_cli("cache", "ls", "--store", str(tmp_path / "s"))
+    assert r.returncode == 0 and "0 entries" in r.stdout
+
+
+def test_gc_cli_reports_held(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s")
+    _commit(s, "d" * 64, b"x" * 50_000)
+    s.holds.close()
+    holder = Store(tmp_path / "s")
+    holder.get_stage("d" * 64)
+    r = run_cli("cache", "gc", "--max-size", "0", "--store", str(tmp_path / "s"))
+    assert r.returncode == 0 and "1 held by builds" in r.stdout
+    holder.holds.close()
+    r = run_cli("--json", "cache", "gc", "--max-size", "0", "--store", str(tmp_path / "s"))
+    result = [json.loads(line) for line in r.stdout.splitlines()][-1]
+    assert len(result["removed"]) == 1 and not result["held"]
+
+
+def test_verify_reports_corrupt_entries(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s")
+    entry = _commit(s, "e" * 64, b"good" * 1000)
+    obj = tmp_path / "o"
+    obj.write_bytes(b"object")
+    digest = "sha256:" + hash_file(obj)
+    s.put_object(obj, digest)
+    assert verify(s) == []
+    f = entry / "f.bin"
+    os.chmod(f, 0o644)
+    f.write_bytes(b"evil" * 1000)
+    bad = verify(s)
+    assert [p for p, _ in bad] == [f]
+    r = run_cli("cache", "verify", "--store", str(tmp_path / "s"))
+    assert r.returncode == 1 and "CORRUPT" in r.stderr and "f.bin" in r.stderr
+    r = run_cli("cache", "verify", "--delete", "--store", str(tmp_path / "s"))
+    assert r.returncode == 0 and "held by a build, kept" in r.stderr  # we still hold it
+    s.holds.close()
+    r = run_cli("cache", "verify", "--delete", "--store", str(tmp_path / "s"))
+    assert r.returncode == 0 and not entry.exists()
+    assert len(entries(Store(tmp_path / "s"))) == 1
+
+
+def test_build_lock_waits_or_fails_cleanly(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s")
+    messages: list[str] = []
+    with s.build_lock("httpd"):
+        with pytest.raises(LockBusy, match=f"another build of 'httpd' is running \\(pid {os.getpid()}"):
+            with s.build_lock("httpd", wait=False):
+                pass
+        with s.build_lock("other", wait=False):  # other recipes are not blocked
+            pass
+        got = threading.Event()
+
+        def second() -> None:
+            with s.build_lock("httpd", on_wait=messages.append):
+                got.set()
+
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        assert not got.is_set() and messages and "pid" in messages[0]
+    t.join(5)
+    assert got.is_set()
+
+
+@pytest.fixture(scope="module")
+def source(http_root: Path) -> tuple[str, Path]:
+    img = make_qcow2(http_root / "crash.qcow2")
+    return sha256(img), img
+
+
+@pytest.mark.qemu
+def test_kill_9_mid_stage_then_rerun(tmp_path: Path, server: HttpServer,
+                                     source: tuple[str, Path]) -> None:
+    """A build killed while a stage writes leaves no entry; the rerun cleans up the stale work
+    dir and gives exactly the result of an uninterrupted build."""
+    spec = {"tmp": str(tmp_path), "url": f"{server.url}/crash.qcow2", "digest": source[0],
+            "store": str(tmp_path / "store"), "outputs": [["qcow2", None], ["vdi", None]],
+            "convert": "tests.integration.pipeline_stages:StallingConvert"}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    flag = tmp_path / "stall"
+    flag.touch()
+    env = dict(os.environ, IMAGEPIPE_TEST_STALL=str(flag), PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "tests.integration.pipeline_runner", str(tmp_path / "spec.json")]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not Path(str(flag) + ".reached").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = tmp_path / "store"
+    stale = [p for p in (store / "tmp").iterdir() if p.is_dir()]
+    assert stale and any(p.glob("*.partial") for p in stale)
+    labels = [json.loads((e / "artifact.json").read_text())["label"]
+              for e in (store / "stages").iterdir()]
+    assert not any(lab.startswith("convert") for lab in labels)
+
+    flag.unlink()
+    env.pop("IMAGEPIPE_TEST_STALL")
+    rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    result = json.loads(rerun.stdout.splitlines()[-1])
+    assert "fetch" not in result["rerun"] and "convert.qcow2" in result["rerun"]
+    assert not [p for p in (store / "tmp").iterdir() if not p.name.startswith("trash")]
+
+    spec["store"] = str(tmp_path / "clean-store")
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    clean = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0, clean.stderr
+    ref = json.loads(clean.stdout.splitlines()[-1])
+    # qcow2 output is byte-reproducible; vdi headers carry random UUIDs: compare guest data
+    assert ref["outputs"][0]["sha256"] == result["outputs"][0]["sha256"]
+    for a, b in zip(ref["outputs"], result["outputs"], strict=True):
+        assert a["format"] == b["format"]
+        r = subprocess.run(["qemu-img", "compare", a["path"], b["path"]], capture_output=True)
+        assert r.returncode == 0, r.stdout
