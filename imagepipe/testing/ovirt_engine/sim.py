@@ -39,6 +39,13 @@ class Engine(TransfersMixin, VmsMixin, Core):
         self.sso = Sso(username, password)
         self.seed_templates()
 
+    def set_faults(self, values: dict[str, Any]) -> None:
+        """Faults, plus `delay_s`: the engine's step delay (disk unlock, transfer init, copy)."""
+        values = dict(values)
+        if "delay_s" in values:
+            self.delay = float(values.pop("delay_s"))
+        self.faults.set(values)
+
     def tick(self) -> None:
         with self.lock:
             self.tick_disks()
@@ -70,7 +77,7 @@ class Engine(TransfersMixin, VmsMixin, Core):
         if path == "/sim/faults" and method == "POST":
             try:
                 with self.lock:
-                    self.faults.set(json.loads(body or b"{}"))
+                    self.set_faults(json.loads(body or b"{}"))
             except (ValueError, TypeError) as exc:
                 return 400, {"error": str(exc)}
             return 200, {"faults": self.faults.values}
@@ -155,7 +162,7 @@ class EngineSimulator:
 
     def set_faults(self, **faults: Any) -> None:
         with self.engine.lock:
-            self.engine.faults.set(faults)
+            self.engine.set_faults(faults)
 
     def state(self) -> dict[str, Any]:
         return self.engine.state()

@@ -70,7 +70,10 @@ class TransfersMixin:
             raise Fault(400, "Operation Failed", f"[Invalid timeout policy: {policy}]")
         tid = new_id()
         transfer = {**ref("imagetransfers", tid), "active": False, "direction": direction,
-                    "format": body.get("format"),
+                    # format=raw selects the NBD backend; omitted: the file backend, and the
+                    # engine reports the disk's own format.
+                    "format": body.get("format") or disk["format"],
+                    "_nbd_backend": body.get("format") == "raw",
                     "inactivity_timeout": as_int(body.get("inactivity_timeout") or 60,
                                                  "inactivity_timeout"),
                     "phase": "initializing", "shallow": False, "timeout_policy": policy,
@@ -147,7 +150,7 @@ class TransfersMixin:
                 self.log(f"transfer {t['id']} paused_system (ticket add failed)")
                 return
             ticket_id = new_id()
-            if t["format"] == "raw":
+            if t["_nbd_backend"]:
                 url = self._start_nbd(t, disk)
                 size = disk["provisioned_size"]
             else:
