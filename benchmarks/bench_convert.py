@@ -46,6 +46,15 @@ def timed(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def settle(dst: Path) -> None:
+    """Untimed: flush and delete an output, so its pending writeback cannot slow the next run
+    (otherwise whichever tool runs second pays for the first one's dirty pages)."""
+    fd = os.open(dst, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    dst.unlink()
+
+
 def best(times: list[float]) -> float:
     return min(times)
 
@@ -67,14 +76,15 @@ def bench_target(src: Path, work: Path, fmt: str, repeat: int) -> None:
     verified = [*IMAGEPIPE, "convert", str(src), str(dst)]
     runs: dict[str, list[float]] = {"qemu-img": [], "imagepipe": [], "synced": [],
                                     "verified": []}
-    for _ in range(repeat):
-        for name, argv in (("qemu-img", bare), ("imagepipe", ours)):
+    pair = [("qemu-img", bare), ("imagepipe", ours)]
+    for i in range(repeat):
+        for name, argv in pair if i % 2 == 0 else pair[::-1]:  # alternate who goes first
             runs[name].append(timed(argv))
-            dst.unlink()
+            settle(dst)
         runs["synced"].append(qemu_img_then_fsync(bare, dst))
-        dst.unlink()
+        settle(dst)
     runs["verified"].append(timed(verified))
-    dst.unlink()
+    settle(dst)
     q, ip, v = best(runs["qemu-img"]), best(runs["imagepipe"]), best(runs["verified"])
     qs = best(runs["synced"])
     ratio = ip / q
