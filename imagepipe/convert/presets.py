@@ -49,7 +49,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
            {"subformat": "fixed", "force_size": "on"}, rules=(rules.vhd_azure,),
            size_multiple=MiB),
     Preset("hyperv", "vhdx", "Microsoft Hyper-V (generation 2)", {"subformat": "dynamic"},
-           rules=(rules.vhdx_valid,)),
+           rules=(rules.vhdx_dynamic,)),
     Preset("virtualbox", "vdi", "Oracle VirtualBox", {}, rules=(rules.vdi_valid,)),
 )})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,6 +66,35 @@ def vdi_type(path: Path) -> str | None:
     return VDI_TYPES.get(struct.unpack("<I", head[12:16])[0], "unknown")
 
 
+_VHDX_METADATA_REGION = uuid.UUID("8B7CA206-4790-4B9A-B8FE-575F050F886E").bytes_le
+_VHDX_FILE_PARAMETERS = uuid.UUID("CAA16737-FA36-4D43-B3B6-33F0AA44E76B").bytes_le
+
+
+def vhdx_type(path: Path) -> str | None:
+    """`fixed` or `dynamic` from the VHDX File Parameters metadata (LeaveBlocksAllocated bit),
+    `differencing` if it has a parent; None if the structures are not found."""
+    regions = _read(path, 192 * 1024, 64 * 1024)
+    if regions[:4] != b"regi":
+        return None
+    count = struct.unpack("<I", regions[8:12])[0]
+    for i in range(min(count, 2047)):
+        entry = regions[16 + 32 * i:48 + 32 * i]
+        if entry[:16] != _VHDX_METADATA_REGION:
+            continue
+        offset = struct.unpack("<Q", entry[16:24])[0]
+        table = _read(path, offset, 64 * 1024)
+        if table[:8] != b"metadata":
+            return None
+        items = struct.unpack("<H", table[10:12])[0]
+        for j in range(min(items, 2047)):
+            item = table[32 + 32 * j:64 + 32 * j]
+            if item[:16] == _VHDX_FILE_PARAMETERS:
+                item_offset = struct.unpack("<I", item[16:20])[0]
+                flags = struct.unpack("<I", _read(path, offset + item_offset + 4, 4))[0]
+                return "differencing" if flags & 2 else "fixed" if flags & 1 else "dynamic"
+    return None
+
+
 def qcow2_header(path: Path) -> dict[str, int] | None:
     head = _read(path, 0, 112)
     if head[:4] != b"QFI\xfb" or len(head) < 72:
@@ -96,7 +126,7 @@ def subformat(path: Path, fmt: str) -> str | None:
         if fmt == "vdi":
             return vdi_type(path)
         if fmt == "vhdx":
-            return None  # dynamic vs fixed lives in the metadata region; not needed so far
+            return vhdx_type(path)
     except OSError:
         return None
     return None
@@ -169,6 +199,15 @@ def vhd_azure(path: Path) -> list[str]:
 def vhdx_valid(path: Path) -> list[str]:
     """vhdx signature"""
     return [] if _read(path, 0, 8) == b"vhdxfile" else ["no 'vhdxfile' signature at offset 0"]
+
+
+def vhdx_dynamic(path: Path) -> list[str]:
+    """vhdx signature, dynamic (File Parameters metadata)"""
+    problems = vhdx_valid(path)
+    kind = vhdx_type(path)
+    if kind != "dynamic":
+        problems.append(f"vhdx type is {kind or 'unreadable'}, expected dynamic")
+    return problems
 
 
 def vdi_valid(path: Path) -> list[str]:

@@ -105,7 +105,21 @@ def test_hyperv_vhdx(src: Path, tmp_path: Path) -> None:
     out = convert_image(src, tmp_path / "o.vhdx", preset="hyperv")
     assert out.path.read_bytes()[:8] == b"vhdxfile"
     assert out.allocated_size < 4 * MiB  # dynamic: only metadata and data are allocated
+    assert out.subformat == "dynamic"
     assert identical(src, "raw", out.path, "vhdx")
+
+
+def test_vhdx_rule_tells_fixed_from_dynamic(tmp_path: Path) -> None:
+    """The hyperv rule would catch a fixed vhdx (qemu's is larger than the disk)."""
+    import subprocess
+
+    from imagepipe.convert import rules
+
+    fixed = tmp_path / "f.vhdx"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vhdx", "-o", "subformat=fixed",
+                    str(fixed), "8M"], check=True)
+    assert rules.vhdx_type(fixed) == "fixed"
+    assert rules.vhdx_dynamic(fixed) == ["vhdx type is fixed, expected dynamic"]
 
 
 def test_virtualbox_vdi(src: Path, tmp_path: Path) -> None:
