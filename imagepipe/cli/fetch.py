@@ -31,7 +31,7 @@ def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tup
     from imagepipe.errors import InputError
     from imagepipe.fetch import fetch_result
     from imagepipe.fetch.checksums import file_name
-    from imagepipe.fetch.transfer import copy_out
+    from imagepipe.store.place import copy_out
     from imagepipe.fetch.unpack import unpack
     from imagepipe.recipe.model import Download
     from imagepipe.store import Store

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -203,36 +202,3 @@ def _pump(read: Callable[[], bytes], out: BinaryIO, hasher: _Hasher, done: int,
 
 def backoff_sleep(attempt: int, base: float) -> None:
     time.sleep(min(base * (2 ** attempt), 30.0))
-
-
-def copy_out(src: Path, dst: Path, *, hardlink: bool = True) -> str:
-    """Place a store file at `dst`: reflink, else hardlink (if allowed: the store's copy is
-    read-only and shared), else copy; atomic. Returns how."""
-    import fcntl
-
-    dst = dst.absolute()
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    try:
-        with open(src, "rb") as s, open(tmp, "wb") as d:
-            try:
-                fcntl.ioctl(d.fileno(), 0x40049409, s.fileno())  # FICLONE
-                how = "reflink"
-            except OSError:
-                how = ""
-        if not how:
-            tmp.unlink()
-            try:
-                if not hardlink:
-                    raise OSError("hardlink not allowed")
-                os.link(src, tmp)
-                how = "hardlink"
-            except OSError:
-                shutil.copyfile(src, tmp)
-                how = "copy"
-        if how != "hardlink":
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return how

@@ -40,6 +40,8 @@ def _short(value: Any) -> str:
 def diff(old: Any, new: Any, path: str = "") -> list[str]:
     """Human lines for what differs between two JSON values."""
     if isinstance(old, dict) and isinstance(new, dict):
+        if set(old) == set(new) == {"file_sha256"}:
+            return [f"{path} file content changed"] if old != new else []
         out = []
         for key in sorted(set(old) | set(new)):
             sub = f"{path}.{key}" if path else str(key)
@@ -51,8 +53,6 @@ def diff(old: Any, new: Any, path: str = "") -> list[str]:
                 out.extend(diff(old[key], new[key], sub))
         return out
     if old != new:
-        if isinstance(old, dict) and set(old) == {"file_sha256"}:
-            return [f"{path} file content changed"]
         return [f"{path} changed: {_short(old)} -> {_short(new)}"]
     return []
 

@@ -95,7 +95,7 @@ class LocalPublishStage(Stage):
                    files: Mapping[str, tuple[Path, str]], sums: str,
                    record: dict[str, Any]) -> None:
         from imagepipe.convert.durable import fsync_path
-        from imagepipe.fetch.transfer import copy_out
+        from imagepipe.store.place import copy_out
 
         staging = base / f".{final.name}.tmp{os.getpid()}"
         ctx.exit_stack.callback(shutil.rmtree, staging, ignore_errors=True)
