@@ -106,20 +106,15 @@ def ssh_fingerprint(pubkey_line: str) -> str | None:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
-def image_identity(image: Path) -> dict[str, Any]:
+def image_identity(image: Path, fmt: str | None = None,
+                   accel: str | None = None) -> dict[str, Any]:
     """The machine-id and SSH host key fingerprints stored in the image (read-only)."""
     from imagepipe.tools.guestfs import GuestSession
 
-    with GuestSession(image, readonly=True) as s:
-        g = s.g
-        mid = g.read_file("/etc/machine-id").decode().strip() if g.is_file("/etc/machine-id") \
-            else ""
-        keys = []
-        for path in g.glob_expand("/etc/ssh/ssh_host_*_key.pub"):
-            fp = ssh_fingerprint(g.read_file(path).decode(errors="replace"))
-            if fp:
-                keys.append(fp)
-    return {"machine_id": mid, "host_keys": sorted(keys)}
+    with GuestSession(image, fmt=fmt, readonly=True, accel=accel) as s:
+        mid = s.read_text("/etc/machine-id").strip() if s.is_file("/etc/machine-id") else ""
+        keys = [ssh_fingerprint(s.read_text(p)) for p in s.glob("/etc/ssh/ssh_host_*_key.pub")]
+    return {"machine_id": mid, "host_keys": sorted(k for k in keys if k)}
 
 
 def _http_ok(check: HttpCheck, host_port: int) -> tuple[bool, str]:
@@ -174,9 +169,8 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
             clean = vm.powerdown(timeout=60)
     finally:
         seed.unlink(missing_ok=True)
-    record = _report(results, identity, image, console_log, clean, start, instance_id,
-                     verify_identity)
-    return record
+    ident = _identity_check(image, identity, disk_fmt, accel) if verify_identity else None
+    return _report(results, ident, identity, console_log, clean, start, instance_id)
 
 
 def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
@@ -219,11 +213,11 @@ def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
         time.sleep(1)
 
 
-def _report(results: dict[str, CheckResult], identity: dict[str, Any], image: Path,
-            console_log: Path, clean: bool, start: float, instance_id: str,
-            verify_identity: bool) -> dict[str, Any]:
-    if verify_identity:
-        results["new-identity"] = _identity_check(image, identity)
+def _report(results: dict[str, CheckResult], ident: CheckResult | None,
+            identity: dict[str, Any], console_log: Path, clean: bool, start: float,
+            instance_id: str) -> dict[str, Any]:
+    if ident is not None:
+        results["new-identity"] = ident
     checks = [asdict(r) for r in results.values()]
     return {
         "passed": all(r.passed for r in results.values()),
@@ -238,13 +232,14 @@ def _report(results: dict[str, CheckResult], identity: dict[str, Any], image: Pa
     }
 
 
-def _identity_check(image: Path, booted: dict[str, Any]) -> CheckResult:
+def _identity_check(image: Path, booted: dict[str, Any], fmt: str | None,
+                    accel: str | None) -> CheckResult:
     r = CheckResult("new-identity")
     if not booted:
         r.detail = "the guest never printed its identity (cloud-init final scripts did not run)"
         return r
     t = time.monotonic()
-    before = image_identity(image)
+    before = image_identity(image, fmt, accel)
     mid, keys = booted.get("machine_id", ""), set(booted.get("host_keys", []))
     problems = []
     if not re.fullmatch(r"[0-9a-f]{32}", mid):

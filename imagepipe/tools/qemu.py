@@ -97,13 +97,9 @@ def vm_argv(*, disk: Path, disk_fmt: str, accel_args: Sequence[str], memory_mib:
 
 def accel_args(accel: str | None = None) -> list[str]:
     """`-accel kvm -cpu host` or `-accel tcg -cpu max`, per the guest engineer's KVM probe."""
-    if accel is None:
-        from imagepipe.tools.accel import decide_accel
+    from imagepipe.tools.accel import qemu_accel_args
 
-        accel = decide_accel()
-    if accel == "kvm":
-        return ["-accel", "kvm", "-cpu", "host"]
-    return ["-accel", "tcg", "-cpu", "max"]
+    return qemu_accel_args(accel)
 
 
 class VM:
