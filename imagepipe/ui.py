@@ -135,7 +135,7 @@ class Progress:
             self._last_pct = pct
             if settings.json:
                 emit("progress", label=self.label, done=self.done, size=self.size, percent=pct)
-            elif settings.verbose:
+            else:
                 print(f"{self.label}: {pct}%", file=sys.stderr, flush=True)
 
 
