@@ -49,11 +49,68 @@ def measure_qcow2(image: Path) -> int:
 
 
 def local_checksum(image: Path) -> dict[str, Any]:
-    from ovirt_imageio import client
+    return LocalChecksum(image).run()
 
-    result: dict[str, Any] = client.checksum(str(image), block_size=BLOCK_SIZE,
-                                             algorithm=ALGORITHM)
-    return result
+
+class LocalChecksum:
+    """The image's imageio checksum, computed in a worker thread and cancellable.
+
+    Why not `client.checksum()`: it cannot be stopped, so Ctrl-C during an upload of a big
+    image would wait for the whole local checksum before the clean-up finishes. This runs the
+    same operation (imageio's checksum Operation over a read-only qemu-nbd) and cancels it
+    between blocks; the qemu-nbd is stopped by imageio's own context manager either way.
+    """
+
+    def __init__(self, image: Path) -> None:
+        import concurrent.futures
+
+        self.image = image
+        self._op: Any = None
+        self._cancelled = False
+        self._future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+
+    def run(self) -> dict[str, Any]:
+        try:
+            from ovirt_imageio._internal.handlers import checksum as imageio_checksum
+            from ovirt_imageio.client import _api
+        except ImportError:  # a future imageio without these internals: not cancellable
+            from ovirt_imageio import client
+
+            result: dict[str, Any] = client.checksum(str(self.image), block_size=BLOCK_SIZE,
+                                                     algorithm=ALGORITHM)
+            return result
+        info = _api.info(str(self.image))
+        with _api._open_nbd(str(self.image), info["format"], read_only=True) as backend:
+            self._op = imageio_checksum.Operation(backend, bytearray(BLOCK_SIZE), ALGORITHM)
+            if self._cancelled:
+                self._op.cancel()
+            done: dict[str, Any] = self._op.run()
+            return done
+
+    def start(self) -> LocalChecksum:
+        import threading
+
+        def work() -> None:
+            try:
+                self._future.set_result(self.run())
+            except BaseException as exc:  # handed to whoever waits for the result
+                self._future.set_exception(exc)
+
+        self._thread = threading.Thread(target=work, name="local-checksum", daemon=True)
+        self._thread.start()
+        return self
+
+    def result(self) -> dict[str, Any]:
+        return self._future.result()
+
+    def cancel(self) -> None:
+        """Stop the computation and wait until its qemu-nbd is gone."""
+        self._cancelled = True
+        if self._op is not None:
+            self._op.cancel()
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            thread.join(30)
 
 
 def _service(con: Any, transfer_id: str) -> Any:

@@ -10,7 +10,6 @@ registers its clean-up in an ExitStack, so Ctrl-C leaks no disk and no transfer.
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -76,22 +75,19 @@ def upload_disk(con: Any, cfg: EngineConfig, image: Path, *, storage_domain: str
     name = name or image.stem
     eng.find_storage_domain(con, storage_domain)
     initial = data.measure_qcow2(image) if fmt == "cow" else None
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="checksum") as pool:
+    local: data.LocalChecksum | dict[str, Any] | None = checksum
+    if checksum is None and options.verify:
         # The local checksum runs while the first upload streams: it costs no wall time.
-        local_sum: concurrent.futures.Future[dict[str, Any]] | None = None
-        if checksum is not None:
-            local_sum = concurrent.futures.Future()
-            local_sum.set_result(checksum)
-        elif options.verify:
-            local_sum = pool.submit(data.local_checksum, image)
-        last: Exception | None = None
+        local = data.LocalChecksum(image).start()
+    last: Exception | None = None
+    try:
         for attempt in range(1, options.retries + 2):
             try:
                 disk_id, verified = _attempt(con, cfg, image, info, name=name, fmt=fmt,
                                              sparse=sparse, content_type=content_type,
                                              description=description, sd=storage_domain,
                                              initial_size=initial, options=options,
-                                             local_sum=local_sum)
+                                             local_sum=local)
             except _Retry as exc:
                 last = exc
                 if attempt <= options.retries:
@@ -100,6 +96,9 @@ def upload_disk(con: Any, cfg: EngineConfig, image: Path, *, storage_domain: str
             return UploadResult(disk_id, name, fmt, content_type, info["virtual-size"],
                                 storage_domain, verified, attempt,
                                 round(time.monotonic() - start, 3))
+    finally:
+        if isinstance(local, data.LocalChecksum):
+            local.cancel()  # a no-op once finished; stops it on errors and Ctrl-C
     raise TransferError(f"uploading {image} failed {options.retries + 1} times: {last}",
                         "the half-made disks were removed; check the engine's events")
 
@@ -123,7 +122,7 @@ def upload_iso(con: Any, cfg: EngineConfig, iso: Path, *, storage_domain: str,
 def _attempt(con: Any, cfg: EngineConfig, image: Path, info: dict[str, Any], *, name: str,
              fmt: str, sparse: bool, content_type: str, description: str, sd: str,
              initial_size: int | None, options: UploadOptions,
-             local_sum: concurrent.futures.Future[dict[str, Any]] | None) -> tuple[str, str | None]:
+             local_sum: data.LocalChecksum | dict[str, Any] | None) -> tuple[str, str | None]:
     from ovirtsdk4 import types
 
     disks = con.system_service().disks_service()
@@ -145,7 +144,8 @@ def _attempt(con: Any, cfg: EngineConfig, image: Path, info: dict[str, Any], *, 
                         disk_is_zero=fmt == "cow" or sparse)
         checksum = None
         if local_sum is not None:
-            checksum = data.verify(url, cfg, local_sum.result(), transfer.id)
+            local = local_sum if isinstance(local_sum, dict) else local_sum.result()
+            checksum = data.verify(url, cfg, local, transfer.id)
         data.finalize(con, transfer, disk.id, options.transfer_timeout)
         eng.wait_disk_ok(con, disk.id, options.disk_timeout)
         stack.pop_all()
