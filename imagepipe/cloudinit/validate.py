@@ -20,24 +20,46 @@ from imagepipe.errors import CloudConfigError, Problem
 
 # Keys cloud-init reads from a cloud-config that its JSON schema does not describe (merging,
 # datasource and logging settings); accepted without a "did you mean" error.
-EXTRA_KEYS = frozenset({
-    "merge_how", "merge_type", "datasource", "datasource_list", "system_info", "output",
-    "network", "log_cfg", "syslog_fix_perms", "manual_cache_clean", "def_log_file",
-    "disable_vmware_customization", "preserve_sshd_config", "users_groups", "mount_setup",
-    "_log", "instance-id", "local-hostname",
-})
+EXTRA_KEYS = frozenset(
+    {
+        "merge_how",
+        "merge_type",
+        "datasource",
+        "datasource_list",
+        "system_info",
+        "output",
+        "network",
+        "log_cfg",
+        "syslog_fix_perms",
+        "manual_cache_clean",
+        "def_log_file",
+        "disable_vmware_customization",
+        "preserve_sshd_config",
+        "users_groups",
+        "mount_setup",
+        "_log",
+        "instance-id",
+        "local-hostname",
+    }
+)
 
 MIME_HEADERS = ("content-type:", "mime-version:")
-SCRIPT_PREFIXES = {"#!": "shell script", "#include": "include file", "#cloud-boothook":
-                   "boothook", "#part-handler": "part handler", "#cloud-config-archive":
-                   "cloud-config archive", "#cloud-config-jsonp": "JSON patch"}
+SCRIPT_PREFIXES = {
+    "#!": "shell script",
+    "#include": "include file",
+    "#cloud-boothook": "boothook",
+    "#part-handler": "part handler",
+    "#cloud-config-archive": "cloud-config archive",
+    "#cloud-config-jsonp": "JSON patch",
+}
 
 
 def detect_kind(text: str) -> str:
-    """"cloud-config", "mime", "shell script", ... or "unknown", from the first line."""
+    """ "cloud-config", "mime", "shell script", ... or "unknown", from the first line."""
     first = text.split("\n", 1)[0].strip()
-    if first.startswith("#cloud-config") and not first.startswith(("#cloud-config-archive",
-                                                                     "#cloud-config-jsonp")):
+    if first.startswith("#cloud-config") and not first.startswith(
+        ("#cloud-config-archive", "#cloud-config-jsonp")
+    ):
         return "cloud-config"
     if first.lower().startswith(MIME_HEADERS):
         return "mime"
@@ -76,13 +98,29 @@ def validate_user_data(path: Path) -> list[Problem]:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        return [Problem(name, None, None, "", f"cannot read user-data: {e.strerror}",
-                        "check the path in cloud_init.user_data")]
+        return [
+            Problem(
+                name,
+                None,
+                None,
+                "",
+                f"cannot read user-data: {e.strerror}",
+                "check the path in cloud_init.user_data",
+            )
+        ]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return [Problem(name, None, None, "", f"user-data is not UTF-8 text (byte {e.start})",
-                        "gzip-compressed user-data is not supported here; give the plain file")]
+        return [
+            Problem(
+                name,
+                None,
+                None,
+                "",
+                f"user-data is not UTF-8 text (byte {e.start})",
+                "gzip-compressed user-data is not supported here; give the plain file",
+            )
+        ]
     return validate_user_data_text(text, name)
 
 
@@ -93,15 +131,34 @@ def validate_user_data_text(text: str, name: str = "<user-data>") -> list[Proble
     if kind in ("shell script", "mime", "boothook"):
         return []  # valid user-data that cloud-init runs as-is; nothing to schema-check
     if kind != "unknown":
-        return [Problem(name, 1, 1, "", f"user-data of kind '{kind}' is not supported",
-                        "use '#cloud-config', a '#!' script, or MIME multipart")]
+        return [
+            Problem(
+                name,
+                1,
+                1,
+                "",
+                f"user-data of kind '{kind}' is not supported",
+                "use '#cloud-config', a '#!' script, or MIME multipart",
+            )
+        ]
     hint = "make '#cloud-config' the very first line"
     first = text.split("\n", 1)[0]
-    if first.strip().lower().replace(" ", "") in ("#cloud-config", "#cloudconfig") or \
-            "cloud-config" in first:
+    if (
+        first.strip().lower().replace(" ", "") in ("#cloud-config", "#cloudconfig")
+        or "cloud-config" in first
+    ):
         hint = f"the first line is {first!r}; it must be exactly '#cloud-config'"
-    return [Problem(name, 1, 1, "", "user-data does not start with '#cloud-config' "
-                    "(nor '#!' or a MIME header), so cloud-init would ignore it", hint)]
+    return [
+        Problem(
+            name,
+            1,
+            1,
+            "",
+            "user-data does not start with '#cloud-config' "
+            "(nor '#!' or a MIME header), so cloud-init would ignore it",
+            hint,
+        )
+    ]
 
 
 def _validate_cloud_config(text: str, name: str) -> list[Problem]:
@@ -114,8 +171,16 @@ def _validate_cloud_config(text: str, name: str) -> list[Problem]:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         msg = " ".join(x for x in (e.context, e.problem) if x) or "invalid YAML"
-        return [Problem(name, line, col, "", f"YAML syntax error: {msg}",
-                        "check indentation and the ':' after each key")]
+        return [
+            Problem(
+                name,
+                line,
+                col,
+                "",
+                f"YAML syntax error: {msg}",
+                "check indentation and the ':' after each key",
+            )
+        ]
     except yaml.YAMLError as e:
         return [Problem(name, None, None, "", f"YAML syntax error: {e}")]
     if data is None:
@@ -138,8 +203,14 @@ def _not_a_mapping(node: Any, data: Any, name: str) -> Problem:
         if data.split() and word.isidentifier():
             hint = f"'{word}' needs a colon: write '{word}:' and put its items below it"
     kind = type(data).__name__ if not isinstance(data, str) else "a plain string"
-    return Problem(name, line, col, "", f"the top level must be a mapping of keys, but it "
-                   f"parses as {kind}", hint)
+    return Problem(
+        name,
+        line,
+        col,
+        "",
+        f"the top level must be a mapping of keys, but it parses as {kind}",
+        hint,
+    )
 
 
 def _check_keys(node: Any, data: dict[str, Any], name: str) -> list[Problem]:
@@ -154,9 +225,16 @@ def _check_keys(node: Any, data: dict[str, Any], name: str) -> list[Problem]:
             continue
         close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'?" if close else "see the cloud-init module docs"
-        problems.append(Problem(name, key_node.start_mark.line + 1,
-                                key_node.start_mark.column + 1, str(key),
-                                "unknown cloud-config key", hint))
+        problems.append(
+            Problem(
+                name,
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+                str(key),
+                "unknown cloud-config key",
+                hint,
+            )
+        )
     return problems
 
 
@@ -191,8 +269,7 @@ def locate(root: Any, dotted: str) -> tuple[int | None, int | None]:
     for part in [p for p in dotted.split(".") if p]:
         if isinstance(node, yaml.MappingNode):
             nxt = next((v for k, v in node.value if str(k.value) == part), None)
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and \
-                int(part) < len(node.value):
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
             nxt = node.value[int(part)]
         else:
             nxt = None

@@ -1,0 +1,137 @@
+"""All guest work of a build in ONE appliance launch: customize, inject, seal, lint, verify.
+
+Why this order: customization first, then the seed, then the seal (last, so nothing can
+regenerate what it removed), then lints and verification reading the sealed guest back. The
+user-data is validated before the appliance starts, so a broken cloud-config costs no launch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from imagepipe.errors import InputError
+from imagepipe.recipe.model import CloudInit, Recipe
+from imagepipe.tools.guestfs import GuestSession
+
+
+def seed_payload(ci: CloudInit, instance_id: str) -> tuple[bytes, bytes, bytes | None]:
+    """(user-data, meta-data, network-config) for a recipe's cloud_init, user-data validated."""
+    import yaml
+
+    from imagepipe.cloudinit.seed import make_meta_data
+    from imagepipe.cloudinit.validate import check_user_data
+
+    if ci.user_data is None:
+        raise InputError("cloud_init: user_data is required to build a seed")
+    user_data = check_user_data(ci.user_data).encode()
+    if ci.meta_data is not None:
+        meta = yaml.safe_load(ci.meta_data.read_text()) or {}
+        if not isinstance(meta, dict):
+            raise InputError(f"{ci.meta_data}: meta-data must be a YAML mapping")
+        meta.setdefault("instance-id", ci.instance_id or instance_id)
+        if ci.hostname:
+            meta.setdefault("local-hostname", ci.hostname)
+        meta_data = yaml.safe_dump(meta, sort_keys=False).encode()
+    else:
+        meta_data = make_meta_data(ci.instance_id or instance_id, ci.hostname)
+    net = ci.network_config.read_bytes() if ci.network_config is not None else None
+    return user_data, meta_data, net
+
+
+def run_guest_work(
+    image: Path,
+    recipe: Recipe,
+    *,
+    instance_id: str,
+    session: GuestSession | None = None,
+    fmt: str | None = None,
+) -> dict[str, Any]:
+    """Customize + inject + seal + lints + verification on `image` (modified in place: hand in a
+    copy). Returns the manifest record."""
+    from imagepipe.cloudinit.seed import inject_seed
+    from imagepipe.customize import customize
+    from imagepipe.seal import select
+    from imagepipe.seal.lints import run_lints
+    from imagepipe.seal.run import seal, verify
+
+    ci = recipe.cloud_init
+    payload = seed_payload(ci, instance_id) if ci is not None and ci.embed else None
+    select(recipe.seal.operations)  # a typo in the selection fails before the launch
+    with ExitStack() as stack:
+        if session is None:
+            session = stack.enter_context(
+                GuestSession(image, fmt=fmt, network=bool(recipe.customize.packages))
+            )
+        assert session.info is not None
+        record: dict[str, Any] = {"guest": session.info.to_dict()}
+        record["customize"] = customize(session, recipe.customize)
+        if payload is not None:
+            record["cloud_init"] = inject_seed(session, *payload)
+            record["cloud_init"]["instance_id"] = _instance_id(payload[1])
+        sealed = seal(session, recipe.seal.operations)
+        record["seal"] = {k: sealed[k] for k in ("operations", "skipped", "files_removed")}
+        record["lints"] = run_lints(
+            session,
+            allow_static_ip=recipe.seal.allow_static_ip,
+            allow_password=recipe.seal.allow_password,
+        )
+        record["verification"] = verify(session, sealed["operations"])
+    return record
+
+
+def _instance_id(meta_data: bytes) -> str:
+    import yaml
+
+    return str((yaml.safe_load(meta_data) or {}).get("instance-id", ""))
+
+
+def image_format(path: Path) -> str:
+    from imagepipe.tools import qemu_img
+
+    fmt = qemu_img.info(path).get("format")
+    if fmt not in ("raw", "qcow2"):
+        raise InputError(
+            f"{path}: guest work needs a raw or qcow2 image, not {fmt}",
+            f"convert it first: imagepipe convert {path} --format qcow2",
+        )
+    return str(fmt)
+
+
+@contextmanager
+def working_copy(src: Path, out: Path | None, *, in_place: bool = False) -> Iterator[Path]:
+    """Yield the path to modify: `src` itself (--in-place) or a temp copy next to `out` that is
+    fsynced and renamed onto `out` only if the work succeeds (never a half-written output)."""
+    if in_place:
+        yield src
+        return
+    if out is None:
+        raise InputError("give -o OUT (the input is never modified) or --in-place")
+    if out.resolve() == src.resolve():
+        raise InputError(f"-o {out} is the input image", "use --in-place to modify it")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        from imagepipe.tools.run import run
+
+        run(["cp", "--sparse=always", "--reflink=auto", str(src), str(tmp)])
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def copy_to_qcow2(src: Path, src_fmt: str, dst: Path) -> None:
+    """A standalone qcow2 copy of the input (flattened: no backing file; the input is never
+    touched)."""
+    from imagepipe.tools.run import run
+
+    run(["qemu-img", "convert", "-f", src_fmt, "-O", "qcow2", str(src), str(dst)])

@@ -1,0 +1,153 @@
+"""Seal operations: a self-registering registry, one module per operation (virt-sysprep's shape).
+
+Why a registry: `--list-operations`, `--operations defaults,-x,+y`, `--dry-run` and the docs
+table all come from one place, and a test checks docs/guest.md against it. Each operation is
+idempotent, guarded by the inspected OS, and treats a missing file as nothing to do. It acts
+through a `SealContext`, which records what it removed (the manifest count, `--dry-run`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from imagepipe.errors import InputError
+
+if TYPE_CHECKING:
+    from imagepipe.tools.guestfs import GuestSession
+
+
+@dataclass
+class SealContext:
+    """What an operation may do to the guest; every change is recorded under the operation."""
+
+    session: GuestSession
+    dry_run: bool = False
+    removed: dict[str, list[str]] = field(default_factory=dict)
+    edited: dict[str, list[str]] = field(default_factory=dict)
+    current: str = ""
+
+    @property
+    def g(self):  # type: ignore[no-untyped-def]
+        return self.session.g
+
+    @property
+    def distro(self) -> str:
+        assert self.session.info is not None
+        return self.session.info.distro
+
+    def _note(self, table: dict[str, list[str]], path: str) -> None:
+        table.setdefault(self.current, []).append(path)
+
+    def rm(self, path: str) -> bool:
+        """Remove a file, symlink or directory tree if present. True if something went."""
+        s = self.session
+        if not (s.is_symlink(path) or s.exists(path)):
+            return False
+        self._note(self.removed, path)
+        if not self.dry_run:
+            if s.is_dir(path):
+                self.g.rm_rf(path)
+            else:
+                self.g.rm_f(path)
+        return True
+
+    def rm_glob(self, *patterns: str) -> int:
+        return sum(self.rm(p) for pat in patterns for p in self.session.glob(pat))
+
+    def empty_dir(self, directory: str) -> int:
+        """Remove everything inside `directory`, keeping the directory (and its mode)."""
+        if not self.session.is_dir(directory):
+            return 0
+        return sum(self.rm(posixpath.join(directory, n)) for n in self.g.ls(directory))
+
+    def edit(self, path: str, fn: Callable[[str], str]) -> bool:
+        """Rewrite a text file through `fn`, keeping its mode and owner; True if it changed."""
+        s = self.session
+        if not s.is_file(path):
+            return False
+        old = s.read_text(path)
+        new = fn(old)
+        if new == old:
+            return False
+        self._note(self.edited, path)
+        if not self.dry_run:
+            st = self.g.statns(path)
+            self.g.write(path, new.encode())
+            self.g.chmod(st["st_mode"] & 0o7777, path)
+            self.g.chown(st["st_uid"], st["st_gid"], path)
+        return True
+
+    def truncate(self, path: str) -> bool:
+        return self.edit(path, lambda _text: "")
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    default: bool
+    summary: str
+    perform: Callable[[SealContext], None]
+    os: tuple[str, ...] = ("linux",)
+
+
+REGISTRY: dict[str, Operation] = {}
+
+
+def register(
+    name: str, *, default: bool, summary: str, os: tuple[str, ...] = ("linux",)
+) -> Callable[[Callable[[SealContext], None]], Callable[[SealContext], None]]:
+    def deco(fn: Callable[[SealContext], None]) -> Callable[[SealContext], None]:
+        if name in REGISTRY:
+            raise ValueError(f"seal operation {name!r} registered twice")
+        REGISTRY[name] = Operation(name, default, summary, fn, os)
+        return fn
+
+    return deco
+
+
+def operations() -> dict[str, Operation]:
+    """All operations, sorted by name (imports every module of imagepipe.seal.ops once)."""
+    if not REGISTRY:
+        from imagepipe.seal import ops
+
+        for mod in pkgutil.iter_modules(ops.__path__):
+            importlib.import_module(f"{ops.__name__}.{mod.name}")
+    return dict(sorted(REGISTRY.items()))
+
+
+def select(spec: str) -> list[str]:
+    """Names selected by `defaults,-ssh-hostkeys,+user-account` (also `none`, `all`, `x,y`)."""
+    ops = operations()
+    chosen: set[str] = set()
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        if item == "defaults":
+            chosen |= {n for n, op in ops.items() if op.default}
+            continue
+        if item == "all":
+            chosen |= set(ops)
+            continue
+        if item == "none":
+            chosen.clear()
+            continue
+        sign, name = (item[0], item[1:]) if item[0] in "+-" else ("+", item)
+        if name not in ops:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(ops), n=1)
+            hint = (
+                f"did you mean '{close[0]}'?" if close else "see: imagepipe seal --list-operations"
+            )
+            raise InputError(f"unknown seal operation {name!r} in {spec!r}", hint)
+        if sign == "-":
+            chosen.discard(name)
+        else:
+            chosen.add(name)
+    return sorted(chosen)
