@@ -173,13 +173,14 @@ def make_template_cmd(cfg: Any, image: Path, storage_domain: str, cluster: str, 
 
 
 def _read_user_data(path: Path) -> str:
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read user-data: {exc}") from None
-    if not text.startswith(("#cloud-config", "#!")):
-        raise InputError(f"{path}:1:1: user-data must start with `#cloud-config` (or `#!`)")
-    return text
+    """The cloud-config, checked with cloud-init's own schema (located errors, exit 2)."""
+    from imagepipe.cloudinit.validate import validate_user_data
+    from imagepipe.errors import CloudConfigError
+
+    problems = validate_user_data(path)
+    if problems:
+        raise CloudConfigError(problems)
+    return path.read_text()
 
 
 @ovirt.group()

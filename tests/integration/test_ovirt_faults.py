@@ -122,6 +122,13 @@ def test_bad_input_exit_2(sim, tmp_path: Path, image: Path) -> None:
                     "--name", "x", "--description", "d", "--user-data", str(bad),
                     json_mode=False)
     assert proc.returncode == 2 and "#cloud-config" in proc.stderr
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("#cloud-config\npackagess: [httpd]\n")
+    proc, _ = ovirt(sim, "make-template", str(image), "-s", "data1", "--cluster", "Default",
+                    "--name", "x", "--description", "d", "--user-data", str(typo),
+                    json_mode=False)
+    assert proc.returncode == 2
+    assert f"{typo}:2:1: packagess: unknown cloud-config key" in proc.stderr
 
 
 def test_ticket_dropped_mid_upload_is_retried(sim, tmp_path: Path) -> None:

@@ -65,6 +65,17 @@ def test_upload_iso(sim, tmp_path: Path) -> None:
     assert (disk["name"], disk["content_type"], disk["format"], disk["sparse"]) == \
         ("installer.iso", "iso", "raw", False)
     assert disk_path(sim, result["disk_id"]).read_bytes() == iso.read_bytes()
+    # the unmodified ovirt-img detects the ISO the same way, against the same simulator
+    ovirt_img = Path(sys.executable).parent / "ovirt-img"
+    before = disk_ids(sim)
+    ref = subprocess.run([str(ovirt_img), "upload-disk", "--engine-url", sim.url, "--username",
+                          sim.username, "--password-file", str(sim.password_file), "--cafile",
+                          str(sim.ca_file), "-s", "data1", str(iso)],
+                         capture_output=True, text=True, timeout=120)
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+    new = [d for d in sim.state()["disks"] if d["id"] not in before]
+    assert [(d["content_type"], d["format"], d["sparse"]) for d in new] == [("iso", "raw", False)]
+    assert Path(new[0]["path"]).read_bytes() == iso.read_bytes()
 
 
 def test_upload_iso_refuses_non_iso(sim, tmp_path: Path) -> None:

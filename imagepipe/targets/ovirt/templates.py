@@ -85,6 +85,9 @@ def make_template(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
     if not spec.description.strip():
         raise InputError("a template needs a description (--description)")
     name, base = expand_name(spec.name)
+    if spec.keep is not None and base is None:
+        ui.warn(f"--keep {spec.keep} ignored: {spec.name!r} is not a versioned name "
+                "(add ${date}, e.g. NAME-${date})")
     cluster = _find_cluster(con, spec.cluster)
     profile = _find_profile(con, cluster, spec.network)
     eng.find_storage_domain(con, spec.storage_domain)
