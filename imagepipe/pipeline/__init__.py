@@ -57,10 +57,20 @@ class BuildReport:
 
 
 def load(path: Path) -> tuple[Recipe, str]:
-    """The validated recipe and its digest (engineer R's loader)."""
-    from imagepipe.recipe.load import load_recipe, recipe_digest
+    """The validated recipe and its digest (imagepipe.recipe.load; until that module is in
+    this checkout, the interim reader in imagepipe.pipeline.interim_recipe)."""
+    try:
+        from imagepipe.recipe.load import load_recipe, recipe_digest
+    except ModuleNotFoundError as exc:
+        if exc.name != "imagepipe.recipe.load":
+            raise
+        from imagepipe.pipeline.interim_recipe import load_recipe, recipe_digest
 
-    recipe = load_recipe(path)
+    if not Path(path).is_file():
+        from imagepipe.errors import InputError
+
+        raise InputError(f"recipe not found: {path}")
+    recipe = load_recipe(Path(path))
     return recipe, recipe_digest(recipe)
 
 
@@ -103,7 +113,8 @@ def build(recipe: Recipe, opts: BuildOptions, recipe_sha256: str | None = None) 
                 engine.run_level(level)
             report.ok = True
         except BaseException as exc:
-            report.error = str(exc)
+            report.error = str(exc) or ("interrupted" if isinstance(exc, KeyboardInterrupt)
+                                        else type(exc).__name__)
             raise
         finally:
             explain.save(builds / "last.json", str(recipe.path), engine.materials)

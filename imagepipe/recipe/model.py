@@ -119,6 +119,7 @@ class Output:
     options: tuple[tuple[str, str], ...] = ()  # extra -o KEY=VAL
     compress: bool = False
     name: str | None = None  # file name stem; default: recipe name
+    verify: bool = True  # check + compare the written output against the built image
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Stage `convert`: one recipe output (format + preset + options) from the built image.
 
-A thin wrapper over imagepipe.convert.convert_image (verification on, sha256 computed during
-verification, which the engine reuses instead of hashing the file again). One stage per
-output, so changing one output's options reruns only that conversion.
+A thin wrapper over imagepipe.convert.convert_image (verification on unless the output says
+`verify: false`; the sha256 it computes is reused by the engine instead of hashing again).
+One stage per output, so changing one output's options reruns only that conversion.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class ConvertOptions:
     options: tuple[tuple[str, str], ...] = ()
     compress: bool = False
     file_name: str = "disk"  # stem of the output file
+    verify: bool = True
 
 
 class ConvertStage(Stage):
@@ -38,7 +39,7 @@ class ConvertStage(Stage):
     def options_for_output(recipe: Recipe, output: Output) -> ConvertOptions:
         return ConvertOptions(format=output.format, preset=output.preset,
                               options=tuple(output.options), compress=output.compress,
-                              file_name=output.name or recipe.name)
+                              file_name=output.name or recipe.name, verify=output.verify)
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         from imagepipe import formats
@@ -52,7 +53,7 @@ class ConvertStage(Stage):
         ctx.log.info("convert %s -> %s (%s, preset %s)", src.path, dst, o.format, o.preset)
         report = convert_image(src.path, dst, fmt=o.format, preset=o.preset,
                                options=dict(o.options) or None, compress=o.compress,
-                               verify=True, checksum=True)
+                               verify=o.verify, checksum=True)
         meta = report.to_dict()
         meta.pop("path", None)
         ctx.log.info("converted: %s", meta)

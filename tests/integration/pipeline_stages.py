@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 
 from imagepipe.errors import ImagepipeError
@@ -32,6 +31,6 @@ class StallingConvert(ConvertStage):
         if flag:
             (ctx.workdir / f"{self.options.file_name}.partial").write_bytes(b"y" * 65536)
             open(flag + ".reached", "w").close()
-            while os.path.exists(flag):
-                time.sleep(0.1)
+            # stall in a child process, as real stages do (qemu-img): Ctrl-C must stop it
+            ctx.run(["sh", "-c", f"while [ -e '{flag}' ]; do sleep 0.1; done"])
         return super().run(ctx, inputs)

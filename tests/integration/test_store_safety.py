@@ -167,3 +167,32 @@ def test_kill_9_mid_stage_then_rerun(tmp_path: Path, server: HttpServer,
         assert a["format"] == b["format"]
         r = subprocess.run(["qemu-img", "compare", a["path"], b["path"]], capture_output=True)
         assert r.returncode == 0, r.stdout
+
+
+@pytest.mark.qemu
+def test_ctrl_c_mid_stage_leaves_nothing(tmp_path: Path, server: HttpServer,
+                                         source: tuple[str, Path]) -> None:
+    spec = {"tmp": str(tmp_path), "url": f"{server.url}/crash.qcow2", "digest": source[0],
+            "store": str(tmp_path / "store"), "outputs": [["qcow2", None], ["vdi", None]],
+            "convert": "tests.integration.pipeline_stages:StallingConvert"}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    flag = tmp_path / "stall"
+    flag.touch()
+    env = dict(os.environ, IMAGEPIPE_TEST_STALL=str(flag), PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.pipeline_runner",
+                             str(tmp_path / "spec.json")], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not Path(str(flag) + ".reached").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.3)  # both converts are in their stall loop (parallel)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    store = tmp_path / "store"
+    assert list((store / "tmp").iterdir()) == []  # work dirs and their locks removed
+    build_dir = next((store / "builds" / "t").glob("2*"))
+    manifest = json.loads((build_dir / "manifest.json").read_text())
+    assert manifest["result"] == "failed"
+    assert not (tmp_path / "templates").exists()
