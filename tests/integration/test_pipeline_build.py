@@ -156,3 +156,39 @@ def test_failed_stage_leaves_nothing_or_keeps_evidence(
     else:
         assert not kept
     assert not (tmp_path / "templates" / "t").exists()  # publish did not run
+
+
+def test_resize_compressed_source_and_insecure_warning(tmp_path: Path, server: HttpServer,
+                                                       http_root: Path) -> None:
+    import lzma
+
+    from imagepipe.recipe import model as m
+
+    raw = http_root / "disk.raw"
+    raw.write_bytes(b"\x00" * (1 << 20) + b"data" * 1024 + b"\x00" * (3 << 20))
+    packed = http_root / "disk.raw.xz"
+    packed.write_bytes(lzma.compress(raw.read_bytes()))
+    recipe = m.Recipe(
+        name="xz", description="d", path=tmp_path / "xz.yaml",
+        source=m.Source(image=m.ImageSource(url=f"{server.url}/disk.raw.xz",
+                                            insecure_no_checksum=True)),
+        disk=m.Disk(size=8 << 20), seal=m.Seal(operations="none"),
+        outputs=(m.Output(format="qcow2"),),
+        publish=m.Publish(local=m.LocalPublish(dir=tmp_path / "templates")))
+    report = build(recipe, BuildOptions(store=tmp_path / "store"))
+    man = report.manifest
+    assert man["outputs"][0]["virtual_size"] == 8 << 20
+    assert man["sources"][0]["decompressed"]["codec"] == "xz"
+    assert any("without checksum" in w for w in man["warnings"])
+    out = Path(man["outputs"][0]["path"])
+    r = subprocess.run(["qemu-img", "dd", "-f", "qcow2", "-O", "raw", f"if={out}",
+                        f"of={tmp_path / 'back.raw'}", "bs=1M", "count=5"], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    back = (tmp_path / "back.raw").read_bytes()
+    assert back[: raw.stat().st_size] == raw.read_bytes() and not back[raw.stat().st_size:].strip(
+        b"\0")
+    small = m.Disk(size=1 << 20)
+    import dataclasses
+
+    with pytest.raises(ImagepipeError, match="smaller than the source image"):
+        build(dataclasses.replace(recipe, disk=small), BuildOptions(store=tmp_path / "store"))
