@@ -246,7 +246,9 @@ def _check_schema(node: Any, data: dict[str, Any], name: str) -> list[Problem]:
         warnings.simplefilter("ignore")
         from cloudinit.config.schema import SchemaValidationError, validate_cloudconfig_schema
     try:
-        validate_cloudconfig_schema(data, schema, strict=True, log_details=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # jsonschema deprecation noise from cloud-init
+            validate_cloudconfig_schema(data, schema, strict=True, log_details=False)
     except SchemaValidationError as e:
         seen: set[tuple[str, str]] = set()
         problems = []
