@@ -22,8 +22,14 @@ from typing import Any
 from imagepipe import ui
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.fetch import checksums
-from imagepipe.fetch.transfer import (PermanentError, TransientError, backoff_sleep, download,
-                                      get_text, session)
+from imagepipe.fetch.transfer import (
+    PermanentError,
+    TransientError,
+    backoff_sleep,
+    download,
+    get_text,
+    session,
+)
 from imagepipe.recipe.model import Download
 from imagepipe.stages.base import hash_json
 from imagepipe.store import Store, parse_digest

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from queue import Queue
-from typing import Any, BinaryIO
+from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
 from imagepipe.errors import ImagepipeError, InputError
@@ -187,7 +187,7 @@ def _copy_file(src: Path, part: Path, algo: str,
     return hasher.hexdigest()
 
 
-def _pump(read: Callable[[], bytes], out: BinaryIO, hasher: _Hasher, done: int,
+def _pump(read: Callable[[], bytes], out: IO[bytes], hasher: _Hasher, done: int,
           total: int | None, progress: Callable[[int, int | None], None]) -> int:
     """Copy read() chunks to `out` and the hasher until EOF; fsync; return bytes so far."""
     while data := read():

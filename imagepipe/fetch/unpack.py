@@ -10,6 +10,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -55,7 +56,8 @@ def unpack(store: Store, path: Path, digest: str, name: str) -> Artifact | None:
 
             run(["zstd", "-q", "-d", "--sparse", "-o", str(out), str(path)], timeout=3600)
         else:
-            opener = {"xz": lzma.open, "gz": gzip.open, "bz2": bz2.open}[codec]
+            opener: Callable[..., IO[bytes]] = {"xz": lzma.open, "gz": gzip.open,
+                                                "bz2": bz2.open}[codec]  # type: ignore[assignment]
             with opener(path, "rb") as src:
                 _write_sparse(src, out)
         return store.commit_stage(key, work, Artifact(path=out, kind="file",

@@ -1,4 +1,5 @@
 """fetch against a real local HTTP server: resume, mirrors, retries, checksums, cache by digest."""
+# ruff: noqa: F811  (pytest fixtures imported from pipeline_helpers)
 
 from __future__ import annotations
 
@@ -23,7 +24,13 @@ from imagepipe.recipe.model import Download
 from imagepipe.store import Store
 from tests.conftest import run_cli
 from tests.integration.pipeline_helpers import (  # noqa: F401 (fixtures)
-    HttpServer, http_root, http_server, random_file, server, sha256)
+    HttpServer,
+    http_root,
+    http_server,
+    random_file,
+    server,
+    sha256,
+)
 
 
 @pytest.fixture(autouse=True)

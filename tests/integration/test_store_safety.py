@@ -1,4 +1,5 @@
 """Store safety: gc never removes a held entry, verify finds corruption, build locks, crashes."""
+# ruff: noqa: F811  (pytest fixtures imported from pipeline_helpers)
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ from imagepipe.store.locks import LockBusy
 from imagepipe.store.maintenance import entries, gc, verify
 from tests.conftest import REPO, run_cli
 from tests.integration.pipeline_helpers import (  # noqa: F401 (fixtures)
-    HttpServer, http_root, http_server, make_qcow2, server, sha256)
+    HttpServer,
+    http_root,
+    http_server,
+    make_qcow2,
+    server,
+    sha256,
+)
 
 
 def _commit(store: Store, key: str, data: bytes, age: float = 0) -> Path:
@@ -95,7 +102,8 @@ def test_build_lock_waits_or_fails_cleanly(tmp_path: Path) -> None:
     s = Store(tmp_path / "s")
     messages: list[str] = []
     with s.build_lock("httpd"):
-        with pytest.raises(LockBusy, match=f"another build of 'httpd' is running \\(pid {os.getpid()}"):
+        busy = f"another build of 'httpd' is running \\(pid {os.getpid()}"
+        with pytest.raises(LockBusy, match=busy):
             with s.build_lock("httpd", wait=False):
                 pass
         with s.build_lock("other", wait=False):  # other recipes are not blocked
