@@ -96,6 +96,7 @@ class Operation:
 
 
 REGISTRY: dict[str, Operation] = {}
+_loaded = False
 
 
 def register(
@@ -112,11 +113,13 @@ def register(
 
 def operations() -> dict[str, Operation]:
     """All operations, sorted by name (imports every module of imagepipe.seal.ops once)."""
-    if not REGISTRY:
+    global _loaded
+    if not _loaded:
         from imagepipe.seal import ops
 
         for mod in pkgutil.iter_modules(ops.__path__):
             importlib.import_module(f"{ops.__name__}.{mod.name}")
+        _loaded = True
     return dict(sorted(REGISTRY.items()))
 
 
