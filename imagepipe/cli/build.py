@@ -38,7 +38,8 @@ def build(target: Path | None, build_all: bool, store: Path | None, explain: boo
         return
     if target is None:
         raise InputError("give a RECIPE file, or --all [DIR]")
-    from imagepipe.pipeline import BuildOptions, build as run_build, load
+    from imagepipe.pipeline import BuildOptions, load
+    from imagepipe.pipeline import build as run_build
 
     recipe, digest = load(target)
     opts = BuildOptions(store=store, explain=explain, dry_run=dry_run, from_stage=from_stage,
@@ -99,7 +100,7 @@ def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,
     args += ["--explain"] if explain else []
     args += ["--dry-run"] if dry_run else []
     args += ["--no-wait"] if no_wait else []
-    n = jobs or max(1, (os.cpu_count() or 2) // 2)
+    n = jobs or max(2, (os.cpu_count() or 2) // 2)
     log_dir = st.root / "builds" / "_all" / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     ui.info(f"building {len(recipes)} recipes from {root}, {n} at a time")
     results = run_all(recipes, jobs=n, build_args=args, log_dir=log_dir)

@@ -199,3 +199,22 @@ def test_resize_compressed_source_and_insecure_warning(tmp_path: Path, server: H
 
     with pytest.raises(ImagepipeError, match="smaller than the source image"):
         build(dataclasses.replace(recipe, disk=small), BuildOptions(store=tmp_path / "store"))
+
+
+def test_keep_removes_older_versions_after_success(tmp_path: Path, server: HttpServer,
+                                                   source: tuple[str, Path]) -> None:
+    import dataclasses
+
+    from imagepipe.recipe import model as m
+
+    url = f"{server.url}/base.qcow2"
+    for i, outputs in enumerate(((("qcow2", None),), (("vdi", None),), (("vmdk", None),))):
+        r = image_recipe(tmp_path, url, source[0], outputs=outputs, keep=2)
+        r = dataclasses.replace(r, image_version=f"1.{i}")
+        report = build(r, BuildOptions(store=tmp_path / "store"))
+        assert report.manifest["publish"]["local"]["version"] == f"1.{i}"
+    base = tmp_path / "templates" / "t"
+    assert sorted(d.name for d in base.iterdir()) == ["1.1", "1.2", "latest"]
+    assert (base / "latest").resolve().name == "1.2"
+    assert report.manifest["publish"]["local"]["removed"] == ["1.0"]
+    assert (base / "1.2" / "t.vmdk").is_file() and m.LocalPublish().dir == Path("templates")
