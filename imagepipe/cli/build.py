@@ -69,7 +69,7 @@ def _summary(report: Any) -> str:
     for o in m.get("outputs", []):
         sub = f"/{o['subformat']}" if o.get("subformat") else ""
         lines.append(f"  {o['path']}")
-        lines.append(f"      {o.get('format')}{sub}, virtual {human(o.get('virtual_size') or 0)}"
+        lines.append(f"      {o.get('format_name') or o.get('format')}{sub}, virtual {human(o.get('virtual_size') or 0)}"
                      f", file {human(o.get('file_size') or 0)}, sha256 {str(o['sha256'])[:16]}…")
     local = m.get("publish", {}).get("local")
     if local:
