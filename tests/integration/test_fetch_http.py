@@ -206,3 +206,16 @@ def test_cli_bad_checksum_exit_codes(server: HttpServer, http_root: Path, tmp_pa
     r = run_cli("fetch", f"{server.url}/e.img", "--checksum", "sha256:" + "1" * 64,
                 "--store", str(tmp_path / "s"))
     assert r.returncode == 1 and "checksum mismatch" in r.stderr
+
+
+def test_server_without_range_support_restarts_cleanly(server: HttpServer, http_root: Path,
+                                                       st: Store) -> None:
+    f = random_file(http_root / "nr.img", 3 * CHUNK, seed=12)
+    part = st.root / "downloads" / (sha256(f).replace(":", "-") + ".part")
+    part.write_bytes(f.read_bytes()[:1000])  # an earlier partial download
+    server.control("reset")
+    server.fault("/nr.img", "norange")
+    path = fetch(Download(url=f"{server.url}/nr.img", checksum=sha256(f)), st)
+    assert path.read_bytes() == f.read_bytes()
+    log = server.log("/nr.img")
+    assert log[0]["range"] == "bytes=1000-" and log[0]["status"] == 200  # ignored: start over
