@@ -9,13 +9,15 @@ and never commits a partial result.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +143,7 @@ class Engine:
                                    jobs=self.jobs, manifest=self.manifest)
                 ctx.log.info("stage %s (%s v%s) key %s: %s", node.id, node.stage.name,
                              node.stage.version, key, reason)
+                stack.enter_context(thread_log_capture(ctx.log))
                 ui.info(f"running {node.id}")
                 with ui.stage(node.id, key=key[:12]):
                     art = node.stage.run(ctx, inputs)
@@ -178,6 +181,39 @@ class Engine:
                            key=key, cached=cached, seconds=seconds,
                            inputs={s: a.digest for s, a in inputs.items()}, artifact=art,
                            reason=reason)
+
+
+class _ThreadForward(logging.Handler):
+    """Forwards `imagepipe.*` records emitted by one thread to a stage's file logger."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__(logging.DEBUG)
+        self.target = target
+        self.thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.target.handle(record)
+
+
+@contextmanager
+def thread_log_capture(target: logging.Logger) -> Iterator[None]:
+    """Every command tools.run() starts from this thread (logged at debug level with
+    shlex.join) also lands in the stage's log file. The console keeps its configured level:
+    root handlers without a level of their own get the root logger's level first."""
+    root = logging.getLogger()
+    for h in root.handlers:
+        if h.level == logging.NOTSET:
+            h.setLevel(root.level)
+    ours = logging.getLogger("imagepipe")
+    if ours.getEffectiveLevel() > logging.DEBUG:
+        ours.setLevel(logging.DEBUG)
+    handler = _ThreadForward(target)
+    ours.addHandler(handler)
+    try:
+        yield
+    finally:
+        ours.removeHandler(handler)
 
 
 def kill_child_groups() -> None:

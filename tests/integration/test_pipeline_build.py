@@ -61,6 +61,8 @@ def test_first_build_then_everything_cached(tmp_path: Path, server: HttpServer,
     assert m["sources"][0]["digest"] == source[0]
     assert m["recipe"]["name"] == "t" and "qemu-img" in m["tools"]
     assert json.loads((published / "manifest.json").read_text())["outputs"][0]["sha256"]
+    log = (first.build_dir / "logs" / "convert.vmdk.log").read_text()
+    assert "run: qemu-img convert" in log and "-O vmdk" in log and "-O vdi" not in log
 
     server.control("reset")
     second = _build(tmp_path, server, source)
