@@ -51,13 +51,19 @@ class Engine:
     records: list[StageRecord] = field(default_factory=list)
     materials: dict[str, Any] = field(default_factory=dict)
     manifest: Mapping[str, Any] = field(default_factory=dict)
+    unknown: set[str] = field(default_factory=set)  # dry run: outputs known only by running
 
     # -- deciding ----------------------------------------------------------------------------
     def decide(self, node: Node) -> tuple[dict[str, Artifact] | None, dict[str, Any] | None,
                                           Artifact | None, str]:
         """(inputs, key material, cached artifact, reason) for a node whose inputs are done."""
-        if any(src not in self.results for src in node.inputs.values()):
-            return None, None, None, "an input is rebuilt first"
+        missing = [src for src in node.inputs.values() if src not in self.results]
+        if missing:
+            if any(src in self.unknown for src in missing):
+                self.unknown.add(node.id)
+                return None, None, None, f"decided when {missing[0]} has run (its output " \
+                                         "is only known then)"
+            return None, None, None, f"input {missing[0]} is rebuilt first"
         inputs = {slot: self.results[src] for slot, src in node.inputs.items()}
         material = node.stage.key_material(inputs)
         key = hash_json(material)
@@ -65,6 +71,7 @@ class Engine:
         if node.id in self.forced:
             return inputs, material, None, "forced (--force/--from)"
         if not node.stage.cache_enabled():
+            self.unknown.add(node.id)
             return inputs, material, None, "runs every build (outside effects or unverified " \
                                            "source)"
         hit = self.store.get_stage(key)
@@ -74,8 +81,8 @@ class Engine:
 
     def say(self, node: Node, reason: str, key: str | None) -> None:
         short = key[:12] if key else "?"
-        state = ("cached" if reason == "cached" else reason if reason.startswith("runs ")
-                 else f"rerun because {reason}")
+        state = ("cached" if reason == "cached" else reason
+                 if reason.startswith(("runs ", "decided ")) else f"rerun because {reason}")
         line = f"  {node.id:<18} {short:<12} {state}"
         if self.explain or self.dry_run:
             ui.info(line)
