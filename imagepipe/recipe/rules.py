@@ -1,0 +1,178 @@
+"""Cross-field recipe rules: what a per-key type check cannot see.
+
+Each rule reads the converted data (bad keys already left out and reported) and reports
+located problems through the Checker, so one run lists every mistake. They run before any
+download or stage: a missing checksum, an output whose preset contradicts its format, a file
+that escapes the recipe directory or a broken cloud-config must never cost a build.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imagepipe.errors import ImagepipeError
+from imagepipe.recipe.schema import NAME_PATTERN
+
+if TYPE_CHECKING:
+    from imagepipe.recipe.validate import Checker
+
+SOURCES = ("image", "iso", "bootstrap")
+
+
+def apply(c: Checker, d: dict[str, Any], recipe_path: Path) -> None:
+    _name(c, d, recipe_path)
+    _source(c, d)
+    _outputs(c, d)
+    _customize(c, d)
+    _seal(c, d)
+    _cloud_init(c, d)
+
+
+def _name(c: Checker, d: dict[str, Any], recipe_path: Path) -> None:
+    if "name" in d or "name" in (c.doc.data or {}):
+        return
+    stem = recipe_path.name.removesuffix(".yaml").removesuffix(".yml")
+    if re.match(NAME_PATTERN, stem):
+        d["name"] = stem
+    else:
+        c.report((), f"no name: and the file name {stem!r} cannot serve as one",
+                 "add name: with letters, digits, '.', '_' and '-'")
+
+
+def _source(c: Checker, d: dict[str, Any]) -> None:
+    src = d.get("source")
+    raw = (c.doc.data or {}).get("source")
+    if not isinstance(src, dict) or not isinstance(raw, dict):
+        return
+    given = [k for k in SOURCES if raw.get(k) is not None]
+    if not given:
+        c.report(("source",), "needs exactly one of image, iso, bootstrap", "add one of them")
+    for extra in given[1:]:
+        c.report(("source", extra), f"source has both {given[0]} and {extra}",
+                 "a recipe starts from exactly one source; remove one", at_key=True)
+    for kind in ("image", "iso"):
+        dl = raw.get(kind)  # as written: a malformed checksum is its own problem
+        if isinstance(dl, dict) and not (dl.get("checksum") or dl.get("checksum_url")
+                                         or dl.get("insecure_no_checksum")):
+            c.report(("source", kind), "no checksum for the download",
+                     "add checksum: sha256:HEX or checksum_url:, or (unsafe) "
+                     "insecure_no_checksum: true")
+    install = src.get("iso", {}).get("install") if isinstance(src.get("iso"), dict) else None
+    if isinstance(install, dict) and install.get("kickstart") and install.get("preseed"):
+        c.report(("source", "iso", "install", "preseed"), "both kickstart and preseed given",
+                 "an installer reads one of them; remove the other")
+
+
+def _outputs(c: Checker, d: dict[str, Any]) -> None:
+    from imagepipe import formats
+    from imagepipe.recipe.schema import _presets
+
+    seen: dict[tuple[str, str], int] = {}
+    for i, out in enumerate(d.get("outputs") or ()):
+        if not isinstance(out, dict):
+            continue
+        path: tuple[str | int, ...] = ("outputs", i)
+        fmt, preset = out.get("format"), out.get("preset")
+        preset_fmt = _preset_format(preset) if preset and preset in _presets() else None
+        if fmt is None and preset_fmt:
+            out["format"] = fmt = preset_fmt
+        elif fmt is None:
+            raw = (c.doc.data or {}).get("outputs", [])
+            if not (isinstance(raw, list) and i < len(raw) and isinstance(raw[i], dict)
+                    and ("format" in raw[i] or "preset" in raw[i])):
+                c.report(path, "an output needs a format or a preset", "e.g. format: qcow2")
+            continue
+        if preset_fmt and fmt != preset_fmt:
+            c.report((*path, "preset"), f"preset {preset!r} writes {preset_fmt}, not {fmt}",
+                     f"use format: {preset_fmt} or another preset")
+        if formats.is_container(fmt):
+            allowed: frozenset[str] = frozenset()
+            can_compress = False
+        else:
+            f = formats.get(fmt)
+            allowed, can_compress = f.option_keys, f.compress_options is not None
+        for key in out.get("options", {}):
+            if key not in allowed:
+                from imagepipe.recipe.validate import did_you_mean
+
+                c.report((*path, "options", key), f"option {key!r} is not allowed for {fmt}",
+                         did_you_mean(key, sorted(allowed)) if allowed else
+                         f"{fmt} takes no options", at_key=True)
+        if out.get("compress") and not can_compress:
+            c.report((*path, "compress"), f"{fmt} cannot be compressed",
+                     "use qcow2 or vmdk, or the `compressed` preset")
+        stem = (out.get("name") or d.get("name") or "", fmt)
+        if stem in seen:
+            c.report(path, f"writes the same file as outputs[{seen[stem]}]",
+                     "give one of them a different name:")
+        seen[stem] = i
+
+
+def _preset_format(preset: str) -> str | None:
+    from imagepipe.convert.presets import PRESETS
+
+    return PRESETS[preset].format
+
+
+def _customize(c: Checker, d: dict[str, Any]) -> None:
+    cust = d.get("customize")
+    if not isinstance(cust, dict):
+        return
+    allow_abs = bool(cust.get("allow_absolute_paths"))
+    raw_files = ((c.doc.data or {}).get("customize") or {}).get("files") or []
+    for i, spec in enumerate(cust.get("files") or ()):
+        path = ("customize", "files", i)
+        raw = raw_files[i] if i < len(raw_files) and isinstance(raw_files[i], dict) else {}
+        if not isinstance(spec, dict):
+            continue
+        if ("src" in raw) == ("content" in raw):
+            c.report(path, "a file needs exactly one of src and content")
+        src = spec.get("src")
+        if src is None or allow_abs:
+            continue
+        written = str(raw.get("src", ""))
+        base = c.base_dir((*path, "src"))
+        if Path(written).is_absolute():
+            c.report((*path, "src"), f"absolute path {written}",
+                     "use a path relative to the recipe, or set "
+                     "customize.allow_absolute_paths: true")
+        elif not src.is_relative_to(base):
+            c.report((*path, "src"), f"{written} escapes the recipe directory {base}",
+                     "keep files next to the recipe, or set customize.allow_absolute_paths: true")
+
+
+def _seal(c: Checker, d: dict[str, Any]) -> None:
+    spec = (d.get("seal") or {}).get("operations")
+    if not isinstance(spec, str):
+        return
+    try:
+        from imagepipe.seal import select
+    except ImportError:
+        return
+    try:
+        select(spec)
+    except (ImagepipeError, ValueError, KeyError) as exc:
+        hint = getattr(exc, "hint", None) or "see `imagepipe seal --list-operations`"
+        c.report(("seal", "operations"), getattr(exc, "message", str(exc)), hint)
+
+
+def _cloud_init(c: Checker, d: dict[str, Any]) -> None:
+    user_data = (d.get("cloud_init") or {}).get("user_data")
+    if not isinstance(user_data, Path):
+        return
+    try:
+        from imagepipe.cloudinit.validate import validate_user_data
+    except ImportError:
+        return
+    # The user-data's own problems carry its own file name and lines.
+    c.problems.extend(validate_user_data(_display(user_data)))
+
+
+def _display(path: Path) -> Path:
+    """`path` relative to the current directory when it is below it (shorter messages)."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
