@@ -88,6 +88,7 @@ class Customize:
     run: tuple[str, ...] = ()
     files: tuple[FileSpec, ...] = ()
     enable_services: tuple[str, ...] = ()
+    allow_absolute_paths: bool = False  # let files[].src leave the recipe directory
 
     @property
     def empty(self) -> bool:
