@@ -133,6 +133,8 @@ def _manifest(engine: Engine, recipe: Recipe, sha: str | None, start: float,
     tools["qemu-img"] = tool_version("qemu-img")
     for mat in engine.materials.values():
         tools.update(mat["material"].get("tools", {}))
+    if any(r.stage == "guest" for r in engine.records):
+        tools["libguestfs"] = tool_version("guestfish")
     m = build_manifest(recipe=recipe, recipe_sha256=sha, records=engine.records, tools=tools,
                        build_dir=engine.build_dir, started=start)
     local = m["publish"].get("local") or {}
