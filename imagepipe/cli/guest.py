@@ -22,19 +22,34 @@ FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def _accel_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default=None,
-                        help="Appliance acceleration (default: $IMAGEPIPE_ACCEL or auto: probe "
-                        "KVM once per host boot, fall back to TCG).")(f)
+    return click.option(
+        "--accel",
+        type=click.Choice(["auto", "kvm", "tcg"]),
+        default=None,
+        help="Appliance acceleration (default: $IMAGEPIPE_ACCEL or auto: probe "
+        "KVM once per host boot, fall back to TCG).",
+    )(f)
 
 
 def _output_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--in-place", is_flag=True, help="Modify IN itself.")(f)
-    return click.option("-o", "--output", type=OUT,
-                        help="Write the result here (same format as IN); IN is untouched.")(f)
+    return click.option(
+        "-o",
+        "--output",
+        type=OUT,
+        help="Write the result here (same format as IN); IN is untouched.",
+    )(f)
 
 
-def _guest_job(image: Path, output: Path | None, in_place: bool, accel: str | None,
-               work: Callable[[Any], dict[str, Any]], *, network: bool = False) -> dict[str, Any]:
+def _guest_job(
+    image: Path,
+    output: Path | None,
+    in_place: bool,
+    accel: str | None,
+    work: Callable[[Any], dict[str, Any]],
+    *,
+    network: bool = False,
+) -> dict[str, Any]:
     """Open one session on a working copy of `image`, run `work`, publish the copy on success."""
     from imagepipe.guest import image_format, working_copy
     from imagepipe.tools import accel as accel_mod
@@ -45,8 +60,10 @@ def _guest_job(image: Path, output: Path | None, in_place: bool, accel: str | No
     accel_mod.set_requested(accel)
     fmt = image_format(image)
     with working_copy(image, output, in_place=in_place) as path:
-        ui.info(f"launching the appliance on {path.name if in_place else image.name} "
-                f"({accel_mod.decide_accel()})")
+        ui.info(
+            f"launching the appliance on {path.name if in_place else image.name} "
+            f"({accel_mod.decide_accel()})"
+        )
         with GuestSession(path, fmt=fmt, network=network) as session:
             record = work(session)
     record["output"] = str(image if in_place else output)
@@ -56,16 +73,29 @@ def _guest_job(image: Path, output: Path | None, in_place: bool, accel: str | No
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("image", type=IMAGE, required=False)
 @_output_options
-@click.option("--operations", "spec", default="defaults", show_default=True,
-              help="Selection, e.g. 'defaults,-ssh-hostkeys,+user-account' or 'none,machine-id'.")
+@click.option(
+    "--operations",
+    "spec",
+    default="defaults",
+    show_default=True,
+    help="Selection, e.g. 'defaults,-ssh-hostkeys,+user-account' or 'none,machine-id'.",
+)
 @click.option("--list-operations", is_flag=True, help="List seal operations and exit.")
 @click.option("--dry-run", is_flag=True, help="Only list what each operation would remove.")
 @click.option("--allow-password", is_flag=True, help="Allow usable password hashes in /etc/shadow.")
 @click.option("--allow-static-ip", is_flag=True, help="Allow static IP network configuration.")
 @_accel_option
-def seal(image: Path | None, output: Path | None, in_place: bool, spec: str,
-         list_operations: bool, dry_run: bool, allow_password: bool, allow_static_ip: bool,
-         accel: str | None) -> None:
+def seal(
+    image: Path | None,
+    output: Path | None,
+    in_place: bool,
+    spec: str,
+    list_operations: bool,
+    dry_run: bool,
+    allow_password: bool,
+    allow_static_ip: bool,
+    accel: str | None,
+) -> None:
     """Seal IN as a template: remove machine-unique data, then lint (no static IP, no usable
     password) and verify by reading the sealed image back."""
     from imagepipe.seal import operations, select
@@ -73,9 +103,12 @@ def seal(image: Path | None, output: Path | None, in_place: bool, spec: str,
     if list_operations:
         ops = operations()
         lines = [f"{n:<24} {'*' if op.default else ' '} {op.summary}" for n, op in ops.items()]
-        ui.result("\n".join(lines) + "\n(* = on by default)",
-                  operations=[{"name": n, "default": op.default, "summary": op.summary}
-                              for n, op in ops.items()])
+        ui.result(
+            "\n".join(lines) + "\n(* = on by default)",
+            operations=[
+                {"name": n, "default": op.default, "summary": op.summary} for n, op in ops.items()
+            ],
+        )
         return
     if image is None:
         raise click.UsageError("missing argument IN (or use --list-operations)")
@@ -90,15 +123,20 @@ def seal(image: Path | None, output: Path | None, in_place: bool, spec: str,
         from imagepipe.seal.run import verify
 
         sealed = run_seal(session, spec)
-        lints = run_lints(session, allow_static_ip=allow_static_ip,
-                          allow_password=allow_password)
-        return {"seal": {k: sealed[k] for k in ("operations", "skipped", "files_removed")},
-                "lints": lints, "verification": verify(session, sealed["operations"])}
+        lints = run_lints(session, allow_static_ip=allow_static_ip, allow_password=allow_password)
+        return {
+            "seal": {k: sealed[k] for k in ("operations", "skipped", "files_removed")},
+            "lints": lints,
+            "verification": verify(session, sealed["operations"]),
+        }
 
     rec = _guest_job(image, output, in_place, accel, work)
     s = rec["seal"]
-    ui.result(f"sealed {rec['output']}: {len(s['operations'])} operations, "
-              f"{s['files_removed']} files removed, lints passed, verified", **rec)
+    ui.result(
+        f"sealed {rec['output']}: {len(s['operations'])} operations, "
+        f"{s['files_removed']} files removed, lints passed, verified",
+        **rec,
+    )
 
 
 def _seal_dry_run(image: Path, spec: str, accel: str | None) -> None:
@@ -114,30 +152,44 @@ def _seal_dry_run(image: Path, spec: str, accel: str | None) -> None:
     for op in rec["operations"]:
         paths = rec["removed"].get(op, []) + [f"(edit) {p}" for p in rec["edited"].get(op, [])]
         lines.append(f"{op}: {len(paths)}" + "".join(f"\n  {p}" for p in paths))
-    ui.result("\n".join(lines) + f"\n(dry run: {rec['files_removed']} files would be removed)",
-              **rec)
+    ui.result(
+        "\n".join(lines) + f"\n(dry run: {rec['files_removed']} files would be removed)", **rec
+    )
 
 
-def _seed_files(user_data: Path, meta_data: Path | None, network_config: Path | None,
-                instance_id: str | None, hostname: str | None) -> tuple[bytes, bytes, bytes | None]:
+def _seed_files(
+    user_data: Path,
+    meta_data: Path | None,
+    network_config: Path | None,
+    instance_id: str | None,
+    hostname: str | None,
+) -> tuple[bytes, bytes, bytes | None]:
+    from imagepipe.cloudinit.seed import new_instance_id
     from imagepipe.guest import seed_payload
     from imagepipe.recipe.model import CloudInit
-    from imagepipe.cloudinit.seed import new_instance_id
 
-    ci = CloudInit(user_data=user_data, meta_data=meta_data, network_config=network_config,
-                   instance_id=instance_id, hostname=hostname)
+    ci = CloudInit(
+        user_data=user_data,
+        meta_data=meta_data,
+        network_config=network_config,
+        instance_id=instance_id,
+        hostname=hostname,
+    )
     return seed_payload(ci, new_instance_id())
 
 
 def _seed_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed([
-        click.option("--user-data", type=FILE, required=True, help="#cloud-config file."),
-        click.option("--meta-data", type=FILE, help="meta-data YAML (instance-id added if "
-                     "missing)."),
-        click.option("--network-config", type=FILE, help="network-config (v1/v2) YAML."),
-        click.option("--instance-id", help="instance-id (default: a fresh unique one)."),
-        click.option("--hostname", help="local-hostname (default: none; set per VM)."),
-    ]):
+    for opt in reversed(
+        [
+            click.option("--user-data", type=FILE, required=True, help="#cloud-config file."),
+            click.option(
+                "--meta-data", type=FILE, help="meta-data YAML (instance-id added if missing)."
+            ),
+            click.option("--network-config", type=FILE, help="network-config (v1/v2) YAML."),
+            click.option("--instance-id", help="instance-id (default: a fresh unique one)."),
+            click.option("--hostname", help="local-hostname (default: none; set per VM)."),
+        ]
+    ):
         f = opt(f)
     return f
 
@@ -147,9 +199,17 @@ def _seed_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @_seed_options
 @_output_options
 @_accel_option
-def inject(image: Path, user_data: Path, meta_data: Path | None, network_config: Path | None,
-           instance_id: str | None, hostname: str | None, output: Path | None, in_place: bool,
-           accel: str | None) -> None:
+def inject(
+    image: Path,
+    user_data: Path,
+    meta_data: Path | None,
+    network_config: Path | None,
+    instance_id: str | None,
+    hostname: str | None,
+    output: Path | None,
+    in_place: bool,
+    accel: str | None,
+) -> None:
     """Embed a NoCloud seed in IN (/var/lib/cloud/seed/nocloud) with a datasource_list drop-in.
     The user-data is validated first (exit 2 with file:line on errors)."""
     from imagepipe.cloudinit.seed import inject_seed
@@ -162,8 +222,14 @@ def inject(image: Path, user_data: Path, meta_data: Path | None, network_config:
 @click.command("seed-iso", context_settings={"help_option_names": ["-h", "--help"]})
 @_seed_options
 @click.option("-o", "--output", type=OUT, required=True, help="The seed ISO to write.")
-def seed_iso(user_data: Path, meta_data: Path | None, network_config: Path | None,
-             instance_id: str | None, hostname: str | None, output: Path) -> None:
+def seed_iso(
+    user_data: Path,
+    meta_data: Path | None,
+    network_config: Path | None,
+    instance_id: str | None,
+    hostname: str | None,
+    output: Path,
+) -> None:
     """Write a NoCloud seed ISO (volume id cidata, user-data + meta-data [+ network-config])."""
     from imagepipe.cloudinit.seed import build_seed_iso
 
@@ -188,9 +254,17 @@ def _split(value: str, what: str) -> tuple[str, str]:
 @click.option("--write", multiple=True, metavar="DEST:CONTENT", help="Write a file.")
 @click.option("--enable", multiple=True, metavar="SERVICE", help="Enable a systemd service.")
 @_accel_option
-def customize(image: Path, output: Path | None, in_place: bool, install: tuple[str, ...],
-              commands: tuple[str, ...], upload: tuple[str, ...], write: tuple[str, ...],
-              enable: tuple[str, ...], accel: str | None) -> None:
+def customize(
+    image: Path,
+    output: Path | None,
+    in_place: bool,
+    install: tuple[str, ...],
+    commands: tuple[str, ...],
+    upload: tuple[str, ...],
+    write: tuple[str, ...],
+    enable: tuple[str, ...],
+    accel: str | None,
+) -> None:
     """Customize IN in one appliance launch: packages, files, commands, services (in that
     order). A failed command reports its exit code and last lines (exit 1)."""
     from imagepipe.customize import customize as run_customize
@@ -208,6 +282,7 @@ def customize(image: Path, output: Path | None, in_place: bool, install: tuple[s
     spec = Customize(packages=install, run=commands, files=tuple(files), enable_services=enable)
     if spec.empty:
         raise InputError("nothing to do", "give --install, --run, --upload, --write or --enable")
-    rec = _guest_job(image, output, in_place, accel, lambda s: run_customize(s, spec),
-                     network=bool(install))
+    rec = _guest_job(
+        image, output, in_place, accel, lambda s: run_customize(s, spec), network=bool(install)
+    )
     ui.result(f"customized {rec['output']}", **rec)

@@ -57,3 +57,30 @@ SURVIVORS: dict[str, str] = {
     "usr/share/doc/readme": "keep\n",
     "etc/network/interfaces": "auto lo\niface lo inet loopback\n",
 }
+
+
+def read_back(image, path: str, fmt: str = "raw"):  # type: ignore[no-untyped-def]
+    """A guest file's bytes (None if absent) from a fixture image, read with debugfs from the
+    ext4 partition at 1 MiB: an independent reader, no appliance launch."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(image)
+        if fmt != "raw":
+            raw = Path(tmp) / "disk.raw"
+            subprocess.run(
+                ["qemu-img", "convert", "-f", fmt, "-O", "raw", str(image), str(raw)], check=True
+            )
+        dev = f"{raw}?offset=1048576"
+        stat = subprocess.run(
+            ["debugfs", "-R", f"stat {path}", dev], capture_output=True, text=True
+        )
+        if "File not found" in stat.stderr or "File not found" in stat.stdout:
+            return None
+        out = Path(tmp) / "out"
+        subprocess.run(
+            ["debugfs", "-R", f"dump {path} {out}", dev], capture_output=True, check=True
+        )
+        return out.read_bytes()

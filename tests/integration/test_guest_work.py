@@ -11,8 +11,7 @@ import yaml
 
 from imagepipe.errors import LintError
 from imagepipe.guest import run_guest_work
-from imagepipe.recipe.model import (CloudInit, Customize, FileSpec, ImageSource, Recipe, Seal,
-                                    Source)
+from imagepipe.recipe.model import CloudInit, Customize, FileSpec, ImageSource, Recipe, Seal, Source
 from imagepipe.seal.lints import run_lints
 from imagepipe.testing.fixtures import make_debian_fixture
 from imagepipe.tools.guestfs import GuestCommandError, GuestSession
@@ -21,33 +20,50 @@ pytestmark = pytest.mark.guestfs
 
 # guest path -> (content, line the lint must name)
 STATIC = {
-    "/etc/network/interfaces": ("auto lo\niface lo inet loopback\n\nauto eth0\n"
-                                "iface eth0 inet static\n  address 10.0.0.5/24\n", 5),
+    "/etc/network/interfaces": (
+        "auto lo\niface lo inet loopback\n\nauto eth0\n"
+        "iface eth0 inet static\n  address 10.0.0.5/24\n",
+        5,
+    ),
     "/etc/network/interfaces.d/eth1": ("iface eth1 inet6 static\n  address fd00::5/64\n", 1),
-    "/etc/sysconfig/network-scripts/ifcfg-eth0": ("DEVICE=eth0\nBOOTPROTO=none\n"
-                                                  "IPADDR=10.0.0.5\nPREFIX=24\n", 2),
-    "/etc/sysconfig/network-scripts/ifcfg-eth1": ('DEVICE=eth1\nBOOTPROTO="static"\n'
-                                                  'IPADDR0="10.0.1.5"\n', 2),
+    "/etc/sysconfig/network-scripts/ifcfg-eth0": (
+        "DEVICE=eth0\nBOOTPROTO=none\nIPADDR=10.0.0.5\nPREFIX=24\n",
+        2,
+    ),
+    "/etc/sysconfig/network-scripts/ifcfg-eth1": (
+        'DEVICE=eth1\nBOOTPROTO="static"\nIPADDR0="10.0.1.5"\n',
+        2,
+    ),
     "/etc/NetworkManager/system-connections/lan.nmconnection": (
-        "[connection]\nid=lan\n[ipv4]\naddress1=10.0.0.5/24\nmethod=manual\n", 5),
-    "/etc/netplan/01-static.yaml": ("network:\n  version: 2\n  ethernets:\n    eth0:\n"
-                                    "      addresses: [10.0.0.5/24]\n", 5),
-    "/etc/netplan/02-nodhcp.yaml": ("network:\n  version: 2\n  ethernets:\n    eth1:\n"
-                                    "      dhcp4: false\n", 5),
+        "[connection]\nid=lan\n[ipv4]\naddress1=10.0.0.5/24\nmethod=manual\n",
+        5,
+    ),
+    "/etc/netplan/01-static.yaml": (
+        "network:\n  version: 2\n  ethernets:\n    eth0:\n      addresses: [10.0.0.5/24]\n",
+        5,
+    ),
+    "/etc/netplan/02-nodhcp.yaml": (
+        "network:\n  version: 2\n  ethernets:\n    eth1:\n      dhcp4: false\n",
+        5,
+    ),
 }
 DHCP_OK = {
     "/etc/network/interfaces": "auto lo\niface lo inet loopback\nauto eth0\niface eth0 inet dhcp\n"
-                               "source /etc/network/interfaces.d/*\n",
+    "source /etc/network/interfaces.d/*\n",
     "/etc/netplan/01-static.yaml": "network:\n  version: 2\n  ethernets:\n    eth0:\n"
-                                   "      dhcp4: true\n      nameservers:\n"
-                                   "        addresses: [10.0.0.1]\n",
+    "      dhcp4: true\n      nameservers:\n"
+    "        addresses: [10.0.0.1]\n",
 }
-SHADOW = ("root:$6$salt$usablehash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"
-          "alice:$y$j9T$abc$def:19000:0:99999:7:::\nbob::19000:0:99999:7:::\n"
-          "svc:$6$x$y:19000:0:99999:7:::\nlocked:!$6$x$y:19000:0:99999:7:::\n")
-PASSWD = ("root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1::/:/usr/sbin/nologin\n"
-          "alice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n"
-          "svc:x:999:999::/:/usr/sbin/nologin\nlocked:x:1002:1002::/:/bin/sh\n")
+SHADOW = (
+    "root:$6$salt$usablehash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"
+    "alice:$y$j9T$abc$def:19000:0:99999:7:::\nbob::19000:0:99999:7:::\n"
+    "svc:$6$x$y:19000:0:99999:7:::\nlocked:!$6$x$y:19000:0:99999:7:::\n"
+)
+PASSWD = (
+    "root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1::/:/usr/sbin/nologin\n"
+    "alice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\n"
+    "svc:x:999:999::/:/usr/sbin/nologin\nlocked:x:1002:1002::/:/bin/sh\n"
+)
 LOCKED_SHADOW = "root:*:19000:0:99999:7:::\nalice:!:19000:0:99999:7:::\n"
 UNIT = "[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
 USER_DATA = "#cloud-config\nruncmd:\n  - [ systemctl, start, httpd ]\n"
@@ -57,9 +73,16 @@ USER_DATA = "#cloud-config\nruncmd:\n  - [ systemctl, start, httpd ]\n"
 def session(tmp_path_factory: pytest.TempPathFactory) -> Any:
     img = tmp_path_factory.mktemp("work") / "disk.img"
     files = {k.lstrip("/"): v[0] for k, v in STATIC.items()}
-    files.update({"etc/shadow": SHADOW, "etc/passwd": PASSWD, "etc/ssh/ssh_host_rsa_key": "K",
-                  "etc/machine-id": "abc\n", "var/lib/cloud/instance/x": "state",
-                  "etc/group": "root:x:0:\nalice:x:1000:\n"})
+    files.update(
+        {
+            "etc/shadow": SHADOW,
+            "etc/passwd": PASSWD,
+            "etc/ssh/ssh_host_rsa_key": "K",
+            "etc/machine-id": "abc\n",
+            "var/lib/cloud/instance/x": "state",
+            "etc/group": "root:x:0:\nalice:x:1000:\n",
+        }
+    )
     make_debian_fixture(img, files, busybox=True)
     with GuestSession(img, fmt="raw") as s:
         yield s
@@ -111,17 +134,22 @@ def worked(session: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     (d / "user-data.yaml").write_text(USER_DATA)
     (d / "motd").write_text("uploaded from the recipe dir\n")
     recipe = Recipe(
-        name="t", description="", path=d / "recipe.yaml",
+        name="t",
+        description="",
+        path=d / "recipe.yaml",
         source=Source(image=ImageSource(url="file:///dev/null")),
         customize=Customize(
             run=("echo built > /etc/built-by; mkdir -p /srv/www",),
-            files=(FileSpec(dest="/etc/motd", src=d / "motd"),
-                   FileSpec(dest="/srv/secret", content="s3cret\n", mode="0600",
-                            owner="alice:alice"),
-                   FileSpec(dest="/etc/systemd/system/demo.service", content=UNIT)),
-            enable_services=("demo",)),
+            files=(
+                FileSpec(dest="/etc/motd", src=d / "motd"),
+                FileSpec(dest="/srv/secret", content="s3cret\n", mode="0600", owner="alice:alice"),
+                FileSpec(dest="/etc/systemd/system/demo.service", content=UNIT),
+            ),
+            enable_services=("demo",),
+        ),
         cloud_init=CloudInit(user_data=d / "user-data.yaml", hostname="web1"),
-        seal=Seal(operations="defaults"))
+        seal=Seal(operations="defaults"),
+    )
     return run_guest_work(Path("unused"), recipe, instance_id="iid-test-1", session=session)
 
 

@@ -53,8 +53,10 @@ def test_abort_falls_back_to_tcg_with_one_warning(fake, capsys) -> None:
     assert err.count("KVM unusable") == 1 and "MSR 0x10a" in err
     assert _calls(log) == 1
     assert "-accel kvm" in log.read_text()
-    assert accel.guestfs_env() == {"LIBGUESTFS_BACKEND": "direct",
-                                   "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}
+    assert accel.guestfs_env() == {
+        "LIBGUESTFS_BACKEND": "direct",
+        "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg",
+    }
     assert accel.qemu_accel_args() == ["-accel", "tcg", "-cpu", "max"]
 
 
@@ -99,6 +101,7 @@ def test_explicit_mode_skips_probe(fake, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("IMAGEPIPE_ACCEL", "bogus")
     accel.set_requested(None)
     from imagepipe.errors import InputError
+
     with pytest.raises(InputError):
         accel.decide_accel()
 

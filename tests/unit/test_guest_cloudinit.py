@@ -9,7 +9,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from imagepipe.cloudinit.seed import build_seed_iso, make_meta_data
@@ -86,8 +85,10 @@ def test_header_and_kinds(tmp_path: Path) -> None:
 def test_meta_data() -> None:
     a, b = yaml.safe_load(make_meta_data()), yaml.safe_load(make_meta_data())
     assert a["instance-id"] != b["instance-id"] and "local-hostname" not in a
-    assert yaml.safe_load(make_meta_data("iid-1", "web1")) == {"instance-id": "iid-1",
-                                                               "local-hostname": "web1"}
+    assert yaml.safe_load(make_meta_data("iid-1", "web1")) == {
+        "instance-id": "iid-1",
+        "local-hostname": "web1",
+    }
 
 
 def test_seed_iso_read_back(tmp_path: Path) -> None:
@@ -108,12 +109,14 @@ def test_seed_iso_read_back(tmp_path: Path) -> None:
                 assert buf.getvalue() == data
     finally:
         iso.close()
-    blkid = subprocess.run(["blkid", "-o", "export", str(iso_path)], capture_output=True,
-                           text=True, check=True).stdout
+    blkid = subprocess.run(
+        ["blkid", "-o", "export", str(iso_path)], capture_output=True, text=True, check=True
+    ).stdout
     assert "LABEL=cidata" in blkid and "TYPE=iso9660" in blkid
     if shutil.which("isoinfo"):
-        listing = subprocess.run(["isoinfo", "-J", "-f", "-i", str(iso_path)],
-                                 capture_output=True, text=True, check=True).stdout
+        listing = subprocess.run(
+            ["isoinfo", "-J", "-f", "-i", str(iso_path)], capture_output=True, text=True, check=True
+        ).stdout
         assert set(listing.split()) == {"/user-data", "/meta-data", "/network-config"}
     assert not list(tmp_path.glob(".*tmp"))
 
@@ -122,21 +125,30 @@ def test_lint_functions() -> None:
     assert lint_ifcfg("f", "BOOTPROTO=dhcp\nIPADDR=1.2.3.4\n") == []
     assert lint_ifcfg("f", "BOOTPROTO=none\n") == []  # no address: not static
     assert lint_nmconnection("f", "[ipv4]\nmethod=auto\n[ipv6]\nmethod=manual\n")[0].line == 4
-    assert lint_netplan("f", "network:\n  ethernets:\n    e:\n      dhcp4: true\n"
-                        "      nameservers:\n        addresses: [1.1.1.1]\n") == []
+    assert (
+        lint_netplan(
+            "f",
+            "network:\n  ethernets:\n    e:\n      dhcp4: true\n"
+            "      nameservers:\n        addresses: [1.1.1.1]\n",
+        )
+        == []
+    )
     v1 = "version: 1\nconfig:\n  - type: physical\n    subnets:\n      - type: static\n"
     assert lint_netplan("f", v1)[0].line == 5
     assert lint_shadow("s", "root:!:1\nx:*:1\n", "") == []
 
 
 def test_netplan_mac_match_removed_with_set_name() -> None:
-    text = ("network:\n  version: 2\n  ethernets:\n    id0:\n      match:\n"
-            "        macaddress: '52:54:00:00:00:01'\n      set-name: eth0\n      dhcp4: true\n")
+    text = (
+        "network:\n  version: 2\n  ethernets:\n    id0:\n      match:\n"
+        "        macaddress: '52:54:00:00:00:01'\n      set-name: eth0\n      dhcp4: true\n"
+    )
     out = yaml.safe_load(strip_netplan(text))
     assert out["network"]["ethernets"]["id0"] == {"dhcp4": True}
     keep = "network:\n  ethernets:\n    e:\n      match: {name: 'en*', macaddress: 'x'}\n"
     assert yaml.safe_load(strip_netplan(keep))["network"]["ethernets"]["e"] == {
-        "match": {"name": "en*"}}
+        "match": {"name": "en*"}
+    }
 
 
 def test_docs_list_exactly_the_registry() -> None:
@@ -163,7 +175,8 @@ def test_cli_list_operations_and_bad_input(tmp_path: Path) -> None:
     r = run_cli("seed-iso", "--user-data", str(ud), "-o", str(tmp_path / "s.iso"))
     assert r.returncode == 2 and not (tmp_path / "s.iso").exists()
     good = _write(tmp_path, SEED_SCRIPT.replace("runcmd\n", "runcmd:\n"), "good")
-    r = run_cli("seed-iso", "--user-data", str(good), "--hostname", "h1", "-o",
-                str(tmp_path / "s.iso"))
+    r = run_cli(
+        "seed-iso", "--user-data", str(good), "--hostname", "h1", "-o", str(tmp_path / "s.iso")
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "s.iso").stat().st_size > 0
