@@ -57,14 +57,8 @@ class BuildReport:
 
 
 def load(path: Path) -> tuple[Recipe, str]:
-    """The validated recipe and its digest (imagepipe.recipe.load; until that module is in
-    this checkout, the interim reader in imagepipe.pipeline.interim_recipe)."""
-    try:
-        from imagepipe.recipe.load import load_recipe, recipe_digest
-    except ModuleNotFoundError as exc:
-        if exc.name != "imagepipe.recipe.load":
-            raise
-        from imagepipe.pipeline.interim_recipe import load_recipe, recipe_digest
+    """The validated recipe (every problem reported at once, exit 2) and its digest."""
+    from imagepipe.recipe.load import load_recipe, recipe_digest
 
     if not Path(path).is_file():
         from imagepipe.errors import InputError
