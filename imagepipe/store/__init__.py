@@ -189,7 +189,10 @@ class Store:
         work.release(remove=False)
         self.holds.hold(entry)
         stored = self.get_stage(key)
-        assert stored is not None
+        if stored is None:
+            raise ImagepipeError(f"store entry {entry} vanished right after its commit",
+                                 "was `imagepipe cache gc` run on an entry it refers to? "
+                                 "rerun the build")
         return stored
 
     def _describe(self, workdir: Path, entry: Path, art: Artifact) -> dict[str, Any]:
