@@ -86,9 +86,10 @@ class Progress:
     `progress` events in --json mode), so logs stay readable.
     """
 
-    def __init__(self, label: str, size: int | None = None) -> None:
+    def __init__(self, label: str, size: int | None = None, unit: str | None = None) -> None:
         self.label = label
         self.size = size
+        self.unit = unit  # "B": sizes are bytes; plain lines and events then show rate + ETA
         self.done = 0
         self._last_pct = -10
         self._bar: Any = None
@@ -133,10 +134,22 @@ class Progress:
         pct = int(self.done * 100 / self.size)
         if pct >= self._last_pct + 10 or (pct == 100 and self._last_pct != 100):
             self._last_pct = pct
+            rate, eta = self._rate()
             if settings.json:
-                emit("progress", label=self.label, done=self.done, size=self.size, percent=pct)
+                extra = {"rate": round(rate), "eta": round(eta, 1)} if self.unit == "B" else {}
+                emit("progress", label=self.label, done=self.done, size=self.size, percent=pct,
+                     **extra)
             else:
-                print(f"{self.label}: {pct}%", file=sys.stderr, flush=True)
+                tail = (f" {rate / 1048576:.1f} MiB/s, ETA {eta:.0f}s" if self.unit == "B"
+                        else "")
+                print(f"{self.label}: {pct}%{tail}", file=sys.stderr, flush=True)
+
+    def _rate(self) -> tuple[float, float]:
+        """(bytes per second since start, seconds left at that rate)."""
+        elapsed = max(time.monotonic() - self._start, 1e-6)
+        rate = self.done / elapsed
+        left = (self.size or 0) - self.done
+        return rate, (left / rate if rate > 0 else 0.0)
 
 
 @contextmanager

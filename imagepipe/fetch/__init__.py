@@ -128,7 +128,7 @@ def _download_any(urls: Sequence[str], part: Path, algo: str, http: Any, want: s
     errors: list[str] = []
     for url in urls:
         label = checksums.file_name(url) or url
-        with ui.Progress(f"fetch {label}") as bar:
+        with ui.Progress(f"fetch {label}", unit="B") as bar:
             def progress(done: int, total: int | None) -> None:
                 bar.set(done, total)
 

@@ -194,6 +194,7 @@ def test_kill_9_mid_download_then_resume(server: HttpServer, http_root: Path,
                 "--store", str(store), "-o", str(out))
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).read_bytes() == f.read_bytes() == out.read_bytes()
+    assert "slow.img: 100% " in r.stderr and "MiB/s, ETA" in r.stderr  # progress, rate, ETA
     log = server.log("/slow.img")
     assert log[0]["range"] == f"bytes={have}-" and log[0]["status"] == 206
 
