@@ -173,7 +173,7 @@ def send(image: Path, transfer: Any, cfg: EngineConfig, *, label: str, disk_is_z
     """Upload the data; returns the URL that worked (transfer_url, else proxy_url)."""
     from ovirt_imageio import client
 
-    url = _reachable(transfer, cfg)
+    url = reachable(transfer, cfg)
     start = time.monotonic()
     try:
         with ui.Progress(label) as progress:
@@ -229,7 +229,7 @@ def _request(url: str, cfg: EngineConfig, method: str, suffix: str = "",
         con.close()
 
 
-def _reachable(transfer: Any, cfg: EngineConfig) -> str:
+def reachable(transfer: Any, cfg: EngineConfig) -> str:
     """transfer_url when it answers, else proxy_url (as the imageio client falls back)."""
     for url in (transfer.transfer_url, transfer.proxy_url):
         if not url:
@@ -262,6 +262,32 @@ def verify(url: str, cfg: EngineConfig, local: dict[str, Any], transfer_id: str)
     ui.detail(f"verified in {time.monotonic() - start:.2f}s: "
               f"{local['algorithm']}:{local['checksum']}")
     return f"{local['algorithm']}:{local['checksum']}"
+
+
+def resume_transfer(con: Any, transfer: Any, timeout: float) -> bool:
+    """Make a transfer usable again after a data-plane failure: True when `transferring`.
+
+    A paused transfer is resumed (the engine adds the ticket again); a finished, cancelled or
+    vanished one cannot be, and the caller starts a fresh upload instead."""
+    import ovirtsdk4 as sdk
+    from ovirtsdk4 import types
+
+    phases = types.ImageTransferPhase
+    service = _service(con, transfer.id)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            phase = service.get().phase
+            if phase == phases.TRANSFERRING:
+                return True
+            if phase in (phases.PAUSED_SYSTEM, phases.PAUSED_USER):
+                service.resume()
+            elif phase not in (phases.RESUMING, phases.INITIALIZING):
+                return False
+            time.sleep(0.1)
+    except sdk.Error as exc:
+        ui.detail(f"cannot resume transfer {transfer.id}: {exc}")
+    return False
 
 
 def finalize(con: Any, transfer: Any, disk_id: str, timeout: float) -> None:

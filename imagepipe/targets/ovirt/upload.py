@@ -27,6 +27,7 @@ from imagepipe.targets.ovirt.transfer import RetryableTransferError as _Retry
 @dataclass(frozen=True)
 class UploadOptions:
     retries: int = 3
+    resumes: int = 3  # in-transfer resumes (resend differing segments) before a fresh retry
     disk_timeout: float = 120.0
     transfer_timeout: float = 60.0
     verify: bool = True
@@ -46,6 +47,7 @@ class UploadResult:
     checksum: str | None
     attempts: int
     seconds: float
+    resent_bytes: int = 0  # data resent by resuming inside a transfer (0: no resume needed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,7 +85,7 @@ def upload_disk(con: Any, cfg: EngineConfig, image: Path, *, storage_domain: str
     try:
         for attempt in range(1, options.retries + 2):
             try:
-                disk_id, verified = _attempt(con, cfg, image, info, name=name, fmt=fmt,
+                disk_id, verified, resent = _attempt(con, cfg, image, info, name=name, fmt=fmt,
                                              sparse=sparse, content_type=content_type,
                                              description=description, sd=storage_domain,
                                              initial_size=initial, options=options,
@@ -95,7 +97,7 @@ def upload_disk(con: Any, cfg: EngineConfig, image: Path, *, storage_domain: str
                 continue
             return UploadResult(disk_id, name, fmt, content_type, info["virtual-size"],
                                 storage_domain, verified, attempt,
-                                round(time.monotonic() - start, 3))
+                                round(time.monotonic() - start, 3), resent)
     finally:
         if isinstance(local, data.LocalChecksum):
             local.cancel()  # a no-op once finished; stops it on errors and Ctrl-C
@@ -122,7 +124,8 @@ def upload_iso(con: Any, cfg: EngineConfig, iso: Path, *, storage_domain: str,
 def _attempt(con: Any, cfg: EngineConfig, image: Path, info: dict[str, Any], *, name: str,
              fmt: str, sparse: bool, content_type: str, description: str, sd: str,
              initial_size: int | None, options: UploadOptions,
-             local_sum: data.LocalChecksum | dict[str, Any] | None) -> tuple[str, str | None]:
+             local_sum: data.LocalChecksum | dict[str, Any] | None
+             ) -> tuple[str, str | None, int]:
     from ovirtsdk4 import types
 
     disks = con.system_service().disks_service()
@@ -140,8 +143,12 @@ def _attempt(con: Any, cfg: EngineConfig, image: Path, info: dict[str, Any], *, 
         eng.wait_disk_ok(con, disk.id, options.disk_timeout)
         transfer = data.start_transfer(con, disk.id, options.transfer_timeout, stack)
         # A new qcow2 disk, or a sparse one on file storage, reads as zeros: skip zero extents.
-        url = data.send(image, transfer, cfg, label=f"uploading {image.name}",
-                        disk_is_zero=fmt == "cow" or sparse)
+        resent = 0
+        try:
+            url = data.send(image, transfer, cfg, label=f"uploading {image.name}",
+                            disk_is_zero=fmt == "cow" or sparse)
+        except _Retry as exc:
+            url, resent = _resume(con, cfg, image, transfer, options, exc)
         checksum = None
         if local_sum is not None:
             local = local_sum if isinstance(local_sum, dict) else local_sum.result()
@@ -149,4 +156,31 @@ def _attempt(con: Any, cfg: EngineConfig, image: Path, info: dict[str, Any], *, 
         data.finalize(con, transfer, disk.id, options.transfer_timeout)
         eng.wait_disk_ok(con, disk.id, options.disk_timeout)
         stack.pop_all()
-        return disk.id, checksum
+        return disk.id, checksum, resent
+
+
+def _resume(con: Any, cfg: EngineConfig, image: Path, transfer: Any, options: UploadOptions,
+            failure: Exception) -> tuple[str, int]:
+    """Resume inside the same transfer; re-raise `failure` (-> fresh attempt) if we cannot."""
+    from imagepipe.targets.ovirt.resume import resend_differing
+
+    ui.warn(f"{failure}; resuming the transfer")
+    for _ in range(options.resumes):
+        if not data.resume_transfer(con, transfer, options.transfer_timeout):
+            break
+        try:
+            url = data.reachable(transfer, cfg)
+        except _Retry as exc:
+            # The engine has not noticed the broken ticket yet; it pauses the transfer soon.
+            failure = exc
+            time.sleep(1)
+            continue
+        try:
+            sent, _ = resend_differing(image, url, cfg)
+            return url, sent
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            failure = exc
+            ui.warn(f"resuming failed: {exc}")
+    raise _Retry(str(failure))

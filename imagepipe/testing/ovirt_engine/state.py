@@ -43,7 +43,8 @@ class Faults:
     NAMES = ("bad_credentials", "missing_storage_domain", "transfer_paused_system",
              "ticket_add_fail", "disk_stuck_locked", "verify_fail", "disk_illegal_at_finalize",
              "template_name_in_use", "template_fail", "revoke_tokens", "bad_transfer_url",
-             "finished_transfer_404", "drop_ticket")
+             "finished_transfer_404", "drop_ticket",
+             "drop_ticket_after")
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}

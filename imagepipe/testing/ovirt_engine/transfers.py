@@ -172,6 +172,7 @@ class TransfersMixin:
                 self.log(f"transfer {t['id']} paused_system: {exc}")
                 return
             t["_ticket"] = ticket_id
+            t["_ticket_spec"] = ticket
             self.ticket_ids.append(ticket_id)
             good = self.image_url + ticket_id
             t["proxy_url"] = good
@@ -180,6 +181,15 @@ class TransfersMixin:
             else:
                 t["transfer_url"] = good
             t["_extended"] = time.monotonic()
+        elif self.daemon is not None and self.daemon.get_ticket(t["_ticket"]) is None:
+            # Resuming after the host lost the ticket: the engine adds it again.
+            try:
+                self.daemon.add_ticket(t["_ticket_spec"])
+            except (DaemonError, OSError) as exc:
+                t["phase"] = "paused_system"
+                self.log(f"transfer {t['id']} paused_system: {exc}")
+                return
+            self.log(f"transfer {t['id']} ticket added again on resume")
         t["phase"] = "transferring"
 
     def _start_nbd(self, t: dict[str, Any], disk: dict[str, Any]) -> str:
@@ -213,7 +223,11 @@ class TransfersMixin:
             return
         t["active"] = bool(info.get("active"))
         t["transferred"] = int(info.get("transferred") or 0)
-        if t["active"] and self.faults.take("drop_ticket"):
+        after = self.faults.values.get("drop_ticket_after")
+        if after is not None and t["transferred"] >= int(after):
+            self.faults.values.pop("drop_ticket_after")
+            after = True
+        if after is True or (t["active"] and self.faults.take("drop_ticket")):
             # vdsm lost the ticket mid-upload: clients get 403, the engine pauses the transfer.
             self.daemon.remove_ticket(t["_ticket"])
             self.log(f"transfer {t['id']} ticket dropped mid-upload")
