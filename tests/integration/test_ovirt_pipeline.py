@@ -71,3 +71,47 @@ def _find_publish(manifest: dict) -> dict:
     walk(manifest)
     assert found, json.dumps(manifest, indent=1)[:3000]
     return found[0]
+
+
+def test_cli_build_recipe_publishes(sim, server, http_root: Path,  # noqa: F811
+                                    tmp_path: Path) -> None:
+    """`imagepipe build recipe.yaml` as a user runs it: recipe file in, template out, the
+    manifest records the template; a second build finds the same image and uploads nothing."""
+    from tests.conftest import run_cli
+
+    src = make_qcow2(http_root / "cli.qcow2")
+    recipe = tmp_path / "webcli.yaml"
+    recipe.write_text(f"""\
+version: 1
+name: webcli
+description: Web server from the CLI
+comment: built by the test
+image_version: "9"
+os_type: debian_12
+source:
+  image:
+    url: {server.url}/cli.qcow2
+    checksum: {sha256(src)}
+seal: {{operations: none}}
+outputs:
+  - {{format: qcow2}}
+publish:
+  local: null
+  ovirt:
+    engine_url: {sim.url}
+    password_file: {sim.password_file}
+    ca_file: {sim.ca_file}
+    storage_domain: data1
+    cluster: Default
+""")
+    args = ("--json", "build", str(recipe), "--store", str(tmp_path / "store"))
+    first = run_cli(*args, env={"HOME": str(sim.base)}, timeout=300)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert sim.password not in first.stdout + first.stderr
+    names = [t["name"] for t in sim.state()["templates"]]
+    assert "webcli-9" in names
+    disks = {d["id"] for d in sim.state()["disks"]}
+    again = run_cli(*args, env={"HOME": str(sim.base)}, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {d["id"] for d in sim.state()["disks"]} == disks  # nothing uploaded again
+    assert "already built from this image" in again.stdout + again.stderr
