@@ -13,9 +13,10 @@ from imagepipe.cli.store_option import store_option
 
 
 @click.command()
-@click.argument("target", required=False, type=click.Path(path_type=Path))
+@click.argument("target", required=False, metavar="RECIPE | --all [DIR]",
+                type=click.Path(path_type=Path))
 @click.option("--all", "build_all", is_flag=True,
-              help="Build every recipe under TARGET (default: recipes/), in parallel.")
+              help="Build every recipe under DIR (default: recipes/), in parallel.")
 @store_option
 @click.option("--explain", is_flag=True, help="Say for every stage: cached, or why it reran.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (cached or not); change nothing.")
@@ -69,8 +70,9 @@ def _summary(report: Any) -> str:
     for o in m.get("outputs", []):
         sub = f"/{o['subformat']}" if o.get("subformat") else ""
         lines.append(f"  {o['path']}")
-        lines.append(f"      {o.get('format_name') or o.get('format')}{sub}, virtual {human(o.get('virtual_size') or 0)}"
-                     f", file {human(o.get('file_size') or 0)}, sha256 {str(o['sha256'])[:16]}…")
+        name = o.get("format_name") or o.get("format")
+        lines.append(f"      {name}{sub}, virtual {human(o.get('virtual_size') or 0)}, "
+                     f"file {human(o.get('file_size') or 0)}, sha256 {str(o['sha256'])[:16]}…")
     local = m.get("publish", {}).get("local")
     if local:
         state = " (unchanged, nothing copied)" if local.get("unchanged") else ""
