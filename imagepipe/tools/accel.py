@@ -130,12 +130,14 @@ def decide_accel() -> str:
     cached = _load_cache()
     if cached is not None:
         accel, reason = cached["accel"], cached.get("reason", "")
+        if accel == "tcg":  # warned when probed; a cached answer only shows with -v
+            ui.detail(f"accel: TCG (cached for this host boot: {reason})")
     else:
         works, reason = probe_kvm()
         accel = "kvm" if works else "tcg"
         _save_cache(accel, reason)
-    if accel == "tcg":
-        _warn_fallback(reason)
+        if accel == "tcg":
+            _warn_fallback(reason)
     _decided = accel
     return accel
 
