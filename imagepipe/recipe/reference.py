@@ -82,10 +82,10 @@ def _node_schema(node: Node) -> dict[str, Any]:
     if kind == "bool":
         return {"type": "boolean"}
     s = {"type": "string"}  # str, path, file
-    if node.nonempty:
-        s["minLength"] = 1
     if node.pattern:
         s["pattern"] = node.pattern
+    elif node.nonempty:
+        s["pattern"] = r"\S"  # not empty and not only blanks, as the validator says
     return s
 
 

@@ -63,8 +63,8 @@ def problem(mark: Mark | None, path: Key, message: str, hint: str | None = None,
 
 
 class _TooBig(Exception):
-    def __init__(self, node: yaml.Node) -> None:
-        self.node = node
+    def __init__(self, path: Key) -> None:
+        self.path = path
 
 
 class _Converter:
@@ -87,7 +87,7 @@ class _Converter:
         if id(node) in self.seen and isinstance(node, yaml.CollectionNode):
             self.aliases += 1
         if self.count > MAX_NODES or self.aliases > MAX_ALIASES:
-            raise _TooBig(node)
+            raise _TooBig(path)
         if id(node) in self.stack:
             self.problems.append(problem(self.mark(node), path, "recursive YAML alias",
                                          "an anchor cannot contain an alias to itself"))
@@ -159,10 +159,12 @@ def parse(text: str, name: str) -> tuple[Doc, list[Problem]]:
         try:
             conv.doc.data = conv.convert(node, ())
         except _TooBig as big:
-            return Doc(None), [problem(conv.mark(big.node), (), "YAML aliases expand to more "
-                                       f"than {MAX_NODES} values or {MAX_ALIASES} alias uses "
-                                       "(an alias bomb?)",
-                                       "write the values out instead of nesting aliases")]
+            top = big.path[:1]  # the key whose value explodes
+            msg = (f"YAML aliases expand to more than {MAX_NODES} values or {MAX_ALIASES} "
+                   "alias uses (an alias bomb?)")
+            return Doc(None), [problem(conv.doc.key_marks.get(top), top, msg,
+                                       "write the values out instead of nesting aliases",
+                                       file=name)]
         return conv.doc, conv.problems
     finally:
         loader.dispose()
