@@ -18,13 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="state directory (default: a temp dir)")
     parser.add_argument("--port", type=int, default=0, help="HTTPS port (default: any free)")
     parser.add_argument("--delay", type=float, default=0.3, help="engine step delay, seconds")
+    parser.add_argument("--virt-sysprep", action="store_true",
+                        help="seal=true runs virt-sysprep on template disks (as the engine does)")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with tempfile.TemporaryDirectory(prefix="ovirt-sim-") as tmp:
         base = args.dir or Path(tmp)
-        with EngineSimulator(base, port=args.port, delay=args.delay) as sim:
+        with EngineSimulator(base, port=args.port, delay=args.delay,
+                             virt_sysprep=args.virt_sysprep) as sim:
             print(f"url: {sim.url}", flush=True)
             print(f"ca_file: {sim.ca_file}", flush=True)
             print(f"username: {sim.username}", flush=True)

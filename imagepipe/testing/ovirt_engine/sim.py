@@ -57,7 +57,7 @@ class Engine(TransfersMixin, VmsMixin, Core):
             def public(e: dict[str, Any]) -> dict[str, Any]:
                 out = {k: v for k, v in e.items() if not k.startswith("_") and k != "links"}
                 out.update({k[1:]: v for k, v in e.items()
-                            if k in ("_path", "_sealed", "_driver")})
+                            if k in ("_path", "_sealed", "_sealed_by", "_driver")})
                 return out
 
             return {
@@ -91,7 +91,8 @@ class EngineSimulator:
 
     def __init__(self, base: Path, *, username: str = "admin@internal",
                  password: str | None = None, delay: float = 0.3,
-                 keep_finished_s: float = 300.0, port: int = 0) -> None:
+                 keep_finished_s: float = 300.0, port: int = 0,
+                 virt_sysprep: bool = False) -> None:
         self.base = Path(base)
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
@@ -99,6 +100,7 @@ class EngineSimulator:
         self.engine = Engine(self.base / "engine", username=self.username,
                              password=self.password, delay=delay,
                              keep_finished_s=keep_finished_s)
+        self.engine.virt_sysprep = virt_sysprep
         self._stack = ExitStack()
         self._stop = threading.Event()
         self.url = ""

@@ -21,6 +21,8 @@ class VmsMixin:
     templates: dict[str, dict[str, Any]]
     disks: dict[str, dict[str, Any]]
 
+    virt_sysprep: bool = False  # seal=true runs the real virt-sysprep on the template disk
+
     if TYPE_CHECKING:  # provided by Core
         faults: Faults
         delay: float
@@ -193,6 +195,8 @@ class VmsMixin:
             result = run(["qemu-img", "convert", "-f", disk["_driver"], "-O", new["_driver"],
                           str(disk["_path"]), str(new["_path"])], check=False, timeout=3600)
             failed = failed or result.returncode != 0
+            if tpl["_sealed"] and self.virt_sysprep and not failed:
+                failed = not self._sysprep(tpl, new)
             copies.append((new, att))
         with self.lock:
             for new, att in copies:
@@ -206,6 +210,19 @@ class VmsMixin:
             if vm["id"] in self.vms:
                 vm["status"] = "down"
             self.log(f"template {tpl['id']} {tpl['status']}")
+
+    def _sysprep(self, tpl: dict[str, Any], disk: dict[str, Any]) -> bool:
+        """seal=true: the engine runs virt-sysprep on the template's disk on a host."""
+        from imagepipe.tools.accel import guestfs_env
+
+        result = run(["virt-sysprep", "--format", disk["_driver"], "-a", str(disk["_path"])],
+                     check=False, timeout=1800, env=guestfs_env())
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
+            self.log(f"template {tpl['id']} virt-sysprep failed: {' '.join(tail)}")
+            return False
+        tpl["_sealed_by"] = "virt-sysprep"
+        return True
 
     def template(self, tid: str) -> dict[str, Any]:
         tpl = self.templates.get(tid)
