@@ -119,3 +119,41 @@ def test_guest_stage(tmp_path: Path) -> None:
     iso = pycdlib.PyCdlib()
     iso.open(str(art.files["seed.iso"]))
     iso.close()
+
+
+def _qemu_on(path: Path) -> list[int]:
+    """PIDs of processes whose command line mentions `path` (a leaked appliance)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if str(path) in cmd and "qemu-system" in cmd:
+                pids.append(int(d.name))
+    return pids
+
+
+def test_ctrl_c_cleans_up(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = make_debian_fixture(tmp_path / "in.img", dict(SEALABLE))
+    before = _sha(src)
+    out = tmp_path / "out.img"
+    proc = subprocess.Popen([sys.executable, "-m", "imagepipe", "seal", str(src), "-o", str(out),
+                             "--accel", "tcg"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not _qemu_on(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _qemu_on(tmp_path), "the appliance never started"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    time.sleep(0.5)
+    assert not _qemu_on(tmp_path)
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+    assert _sha(src) == before

@@ -180,3 +180,20 @@ def test_cli_list_operations_and_bad_input(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "s.iso").stat().st_size > 0
+
+
+def test_install_command_per_package_manager() -> None:
+    from imagepipe.customize import install_command
+    from imagepipe.errors import ImagepipeError
+
+    apt = install_command("apt", ("apache2", "curl"))
+    assert "apt-get -q update" in apt and apt.endswith("install apache2 curl")
+    assert "DEBIAN_FRONTEND=noninteractive" in apt
+    assert install_command("dnf", ("httpd",)) == "dnf -y install httpd"
+    assert install_command("yum", ("a b",)) == "yum -y install 'a b'"
+    try:
+        install_command("pacman", ("x",))
+    except ImagepipeError as e:
+        assert "pacman" in str(e)
+    else:
+        raise AssertionError("unsupported package manager accepted")
