@@ -106,7 +106,7 @@ def _outputs(c: Checker, d: dict[str, Any]) -> None:
         stem = (out.get("name") or d.get("name") or "", fmt)
         if stem in seen:
             c.report(path, f"writes the same file as outputs[{seen[stem]}]",
-                     "give one of them a different name:")
+                     "give one of them its own `name:`")
         seen[stem] = i
 
 

@@ -104,7 +104,8 @@ class Checker:
                 out[key] = got
         for name, spec in node.fields.items():
             if spec.required and name not in value:
-                self.report((*path, name), f"missing required key {name!r}", spec.doc or None)
+                self.report((*path, name), f"missing required key {name!r}",
+                            f"add {name}: ... ({spec.doc.rstrip('.')})" if spec.doc else None)
         return out  # bad keys left out; rules still see the rest (all errors at once)
 
     def _field(self, spec: FieldSpec, value: Any, path: Key) -> Any:

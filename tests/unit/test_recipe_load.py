@@ -171,3 +171,39 @@ def test_digest_covers_merged_recipe_and_referenced_files(tmp_path: Path) -> Non
     d3 = recipe_digest(load_recipe(top))
     base.write_text("source: {bootstrap: {}}\ndisk: {size: 3G}  # again\n")
     assert recipe_digest(load_recipe(top)) == d3
+
+
+def _walk(value: object, path: str = "recipe") -> None:
+    """The model holds tuples, Paths and dataclasses only: never YAML's lists or dicts."""
+    import dataclasses
+
+    assert not isinstance(value, list | dict), f"{path} is a {type(value).__name__}"
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            if f.name != "data":
+                _walk(getattr(value, f.name), f"{path}.{f.name}")
+    elif isinstance(value, tuple):
+        for i, v in enumerate(value):
+            _walk(v, f"{path}[{i}]")
+    elif isinstance(value, Path):
+        assert value.is_absolute() or path.endswith("local.dir"), path
+
+
+@pytest.mark.parametrize("name", ["httpd.yaml", "rocky9-httpd.yaml", "centos7-httpd-iso.yaml"])
+def test_shipped_recipes_load_into_frozen_model(name: str) -> None:
+    path = REPO / "recipes" / name
+    if not path.exists():
+        pytest.skip(f"{name} not in this checkout")
+    r = load_recipe(path)
+    _walk(r)
+    assert hash(r.outputs) and hash(r.source)  # frozen and hashable
+
+
+def test_symlink_out_of_the_recipe_dir_is_an_escape(tmp_path: Path) -> None:
+    secret = write(tmp_path / "secret.txt", "x")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "link.txt").symlink_to(secret)
+    top = write(tmp_path / "r" / "r.yaml", "description: d\nsource: {bootstrap: {}}\n"
+                "customize:\n  files: [{src: link.txt, dest: /x}]\n")
+    (p,) = pytest.raises(RecipeError, load_recipe, top).value.problems
+    assert p.path == "customize.files[0].src" and "escapes the recipe directory" in p.message
