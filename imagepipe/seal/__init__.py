@@ -13,7 +13,7 @@ import pkgutil
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imagepipe.errors import InputError
 
@@ -32,7 +32,8 @@ class SealContext:
     current: str = ""
 
     @property
-    def g(self):  # type: ignore[no-untyped-def]
+    def g(self) -> Any:
+        """The raw guestfs handle (for calls the session has no helper for)."""
         return self.session.g
 
     @property
