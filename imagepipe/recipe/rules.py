@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagepipe.errors import ImagepipeError
+from imagepipe.errors import ImagepipeError, Problem
 from imagepipe.recipe.schema import NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -159,7 +159,11 @@ def _seal(c: Checker, d: dict[str, Any]) -> None:
 
 
 def _cloud_init(c: Checker, d: dict[str, Any]) -> None:
-    user_data = (d.get("cloud_init") or {}).get("user_data")
+    ci = d.get("cloud_init") or {}
+    for key in ("meta_data", "network_config"):
+        if isinstance(ci.get(key), Path):
+            _yaml_mapping(c, ci[key], key.replace("_", "-"))
+    user_data = ci.get("user_data")
     if not isinstance(user_data, Path):
         return
     try:
@@ -168,6 +172,17 @@ def _cloud_init(c: Checker, d: dict[str, Any]) -> None:
         return
     # The user-data's own problems carry its own file name and lines.
     c.problems.extend(validate_user_data(_display(user_data)))
+
+
+def _yaml_mapping(c: Checker, path: Path, what: str) -> None:
+    """meta-data and network-config are YAML mappings; a broken one is named by its line."""
+    from imagepipe.recipe.yaml_marks import parse_file
+
+    doc, problems = parse_file(path, str(_display(path)))
+    c.problems.extend(problems)
+    if not problems and not isinstance(doc.data, dict):
+        c.problems.append(Problem(str(_display(path)), 1, 1, "", f"{what} must be a YAML "
+                                  "mapping of keys", "e.g. instance-id: ... / version: 2"))
 
 
 def _display(path: Path) -> Path:

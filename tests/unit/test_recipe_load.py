@@ -207,3 +207,17 @@ def test_symlink_out_of_the_recipe_dir_is_an_escape(tmp_path: Path) -> None:
                 "customize:\n  files: [{src: link.txt, dest: /x}]\n")
     (p,) = pytest.raises(RecipeError, load_recipe, top).value.problems
     assert p.path == "customize.files[0].src" and "escapes the recipe directory" in p.message
+
+
+def test_meta_data_and_network_config_are_checked(tmp_path: Path) -> None:
+    write(tmp_path / "md", "instance-id: x\nlocal-hostname: [a\n")
+    write(tmp_path / "nc", "- just a list\n")
+    top = write(tmp_path / "r.yaml", "description: d\nsource: {bootstrap: {}}\n"
+                "cloud_init: {meta_data: md, network_config: nc}\n")
+    problems = pytest.raises(RecipeError, load_recipe, top).value.problems
+    by_file = {Path(p.file).name: p for p in problems}
+    assert by_file["md"].line is not None and "YAML syntax error" in by_file["md"].message
+    assert "network-config must be a YAML mapping" in by_file["nc"].message
+    write(tmp_path / "md", "instance-id: x\n")
+    write(tmp_path / "nc", "version: 2\nethernets: {}\n")
+    assert load_recipe(top).cloud_init is not None
