@@ -97,14 +97,14 @@ def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,
     recipes = discover(root)
     if not recipes:
         raise InputError(f"no recipes found under {root}")
-    st = Store(store)
+    st = Store.readonly(store) if dry_run else Store(store)
     args = ["--store", str(st.root)]
     args += ["--explain"] if explain else []
-    args += ["--dry-run"] if dry_run else []
     args += ["--no-wait"] if no_wait else []
     n = jobs or max(2, (os.cpu_count() or 2) // 2)
-    log_dir = st.root / "builds" / "_all" / time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    ui.info(f"building {len(recipes)} recipes from {root}, {n} at a time")
+    log_dir = None if dry_run else (st.root / "builds" / "_all" /
+                                    time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+    ui.info(f"building {len(recipes)} recipes from {root}, {1 if dry_run else n} at a time")
     results = run_all(recipes, jobs=n, build_args=args, log_dir=log_dir)
     ui.result(summary(results), results=[
         {"recipe": str(r.recipe), "ok": r.ok, "seconds": round(r.seconds, 3), "rerun": r.rerun,
@@ -112,4 +112,4 @@ def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,
     failed = [r.recipe.name for r in results if not r.ok]
     if failed:
         raise ImagepipeError(f"{len(failed)} of {len(results)} recipes failed: "
-                             f"{', '.join(failed)}", f"logs in {log_dir}")
+                             f"{', '.join(failed)}", f"logs in {log_dir}" if log_dir else None)

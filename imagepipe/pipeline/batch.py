@@ -54,19 +54,28 @@ def discover(root: Path) -> list[Path]:
 
 
 def run_all(recipes: list[Path], *, jobs: int, build_args: list[str],
-            log_dir: Path) -> list[BatchResult]:
-    log_dir.mkdir(parents=True, exist_ok=True)
+            log_dir: Path | None) -> list[BatchResult]:
+    """Build each recipe in its own process. `log_dir` None (a dry run): one at a time, each
+    plan shown on stderr, nothing written."""
+    if log_dir is None:
+        jobs = 1
+    else:
+        log_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(lambda r: _one(r, build_args, log_dir), recipes))
 
 
-def _one(recipe: Path, build_args: list[str], log_dir: Path) -> BatchResult:
-    log = log_dir / f"{recipe.stem}.log"
+def _one(recipe: Path, build_args: list[str], log_dir: Path | None) -> BatchResult:
+    log = log_dir / f"{recipe.stem}.log" if log_dir else None
     argv = [sys.executable, "-m", "imagepipe", "--json", "build", str(recipe), *build_args]
-    ui.info(f"build {recipe} (log: {log})")
+    ui.info(f"build {recipe}" + (f" (log: {log})" if log else ""))
     start = time.monotonic()
-    with open(log, "w") as err:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, text=True)
+    if log is None:
+        argv.remove("--json")
+        proc = subprocess.run(argv + ["--dry-run"], stdout=subprocess.PIPE, text=True)
+    else:
+        with open(log, "w") as err:
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, text=True)
     seconds = time.monotonic() - start
     result: dict[str, Any] = {}
     error = ""

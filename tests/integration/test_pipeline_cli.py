@@ -107,3 +107,16 @@ def test_build_all_parallel_one_failing(tmp_path: Path, server: HttpServer, dige
     assert r.returncode == 1
     again = {line.split()[0]: line for line in r.stdout.splitlines()[1:4]}
     assert " 1/4 " in again["one"] and " 1/5 " in again["two"]  # only publish.local ran
+
+
+def test_build_all_dry_run_shows_every_plan_and_writes_nothing(tmp_path: Path,
+                                                               server: HttpServer,
+                                                               digest: str) -> None:
+    recipes = tmp_path / "recipes"
+    write_recipe(recipes / "a.yaml", "a", f"{server.url}/cli.qcow2", digest, "qcow2")
+    write_recipe(recipes / "b.yaml", "b", f"{server.url}/cli.qcow2", digest, "vdi")
+    r = run_cli("build", "--all", str(recipes), "--dry-run", "--store", str(tmp_path / "st"))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("plan (dry run, nothing is changed)") == 2
+    assert not (tmp_path / "st").exists() and server.log() == []
+    assert "2 recipes, 2 ok, 0 failed" in r.stdout
