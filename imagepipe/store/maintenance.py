@@ -87,9 +87,7 @@ def _verify_stage(store: Store, entry: Path) -> list[tuple[Path, str]]:
             continue
         path = store.root / rel
         if not path.is_relative_to(entry):
-            if not path.exists():
-                bad.append((entry, f"refers to a removed entry {rel}"))
-            continue
+            continue  # a reference to another entry (verified on its own; see dangling())
         if not path.is_file():
             bad.append((path, "missing"))
             continue
@@ -98,6 +96,21 @@ def _verify_stage(store: Store, entry: Path) -> list[tuple[Path, str]]:
         if got != want:
             bad.append((path, f"content is {got[:23]}..., recorded {want[:23]}..."))
     return bad
+
+
+def dangling(store: Store) -> list[Path]:
+    """Stage entries that refer to an entry gc removed (useless: a lookup treats them as a
+    miss). gc removes them."""
+    out = []
+    for entry in (store.root / "stages").iterdir():
+        try:
+            data = json.loads((entry / "artifact.json").read_text())
+        except (OSError, ValueError):
+            continue
+        refs = [data.get("path")] + list(data.get("files", {}).values())
+        if any(rel and not (store.root / rel).exists() for rel in refs):
+            out.append(entry)
+    return out
 
 
 def remove_entry(store: Store, path: Path) -> bool:
@@ -138,6 +151,10 @@ def gc(store: Store, max_size: int, *, dry_run: bool = False) -> tuple[list[Entr
             total -= entry.size
         else:
             held.append(entry)
+    if not dry_run:
+        for stale in dangling(store):
+            if remove_entry(store, stale):
+                removed.append(Entry(stale, "stage", "(refers to a removed entry)", 0, 0.0))
     return removed, held
 
 

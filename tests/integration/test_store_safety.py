@@ -204,3 +204,19 @@ def test_ctrl_c_mid_stage_leaves_nothing(tmp_path: Path, server: HttpServer,
     manifest = json.loads((build_dir / "manifest.json").read_text())
     assert manifest["result"] == "failed"
     assert not (tmp_path / "templates").exists()
+
+
+def test_gc_of_a_referenced_object_removes_the_dangling_stage_entry(tmp_path: Path) -> None:
+    s = Store(tmp_path / "s")
+    obj = tmp_path / "o"
+    obj.write_bytes(b"object" * 1000)
+    digest = "sha256:" + hash_file(obj)
+    stored = s.put_object(obj, digest)
+    work = s.workdir("pass")
+    s.commit_stage("f" * 64, work, Artifact(path=stored, kind="file"), label="pass-through")
+    os.utime(stored, (time.time() - 100,) * 2)  # the object is the least recently used
+    s.holds.close()
+    removed, held = gc(Store(tmp_path / "s"), max_size=5000)  # room for the stage entry
+    assert [e.path for e in removed] == [stored, s.stage_path("f" * 64)] and not held
+    assert removed[1].label == "(refers to a removed entry)"
+    assert verify(Store(tmp_path / "s")) == []
