@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -113,6 +114,13 @@ def test_bad_input_exit_2(sim, tmp_path: Path, image: Path) -> None:
     proc, _ = ovirt(sim, "upload-disk", str(tmp_path / "missing.qcow2"), "-s", "data1",
                     json_mode=False)
     assert proc.returncode == 2 and "no such file" in proc.stderr
+    overlay = tmp_path / "overlay.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", "qcow2",
+                    str(overlay)], check=True)
+    before = disk_ids(sim)
+    proc, _ = ovirt(sim, "upload-disk", str(overlay), "-s", "data1", json_mode=False)
+    assert proc.returncode == 2 and "backing file" in proc.stderr
+    assert disk_ids(sim) == before
     proc, _ = ovirt(sim, "make-template", str(image), "-s", "data1", "--cluster", "Default",
                     "--name", "x", "--description", "  ", json_mode=False)
     assert proc.returncode == 2 and "description" in proc.stderr

@@ -31,14 +31,11 @@ class RetryableTransferError(Exception):
 
 
 def image_info(image: Path) -> dict[str, Any]:
-    from ovirt_imageio import client
+    """Safe image facts (imagepipe.convert.probe_image): backing files and a content that
+    contradicts the extension are refused (exit 2), since imageio's reader would follow them."""
+    from imagepipe.convert import probe_image
 
-    try:
-        info: dict[str, Any] = client.info(str(image))
-    except Exception as exc:
-        from imagepipe.errors import ImageError
-
-        raise ImageError(f"{image}: qemu cannot read this image: {exc}") from None
+    info: dict[str, Any] = probe_image(image)
     return info
 
 
