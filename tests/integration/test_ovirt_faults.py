@@ -120,6 +120,9 @@ def test_bad_input_exit_2(sim, tmp_path: Path, image: Path) -> None:
     before = disk_ids(sim)
     proc, _ = ovirt(sim, "upload-disk", str(overlay), "-s", "data1", json_mode=False)
     assert proc.returncode == 2 and "backing file" in proc.stderr
+    proc, _ = ovirt(sim, "make-template", str(overlay), "-s", "data1", "--cluster", "Default",
+                    "--name", "x", "--description", "d", json_mode=False)
+    assert proc.returncode == 2 and "backing file" in proc.stderr
     assert disk_ids(sim) == before
     proc, _ = ovirt(sim, "make-template", str(image), "-s", "data1", "--cluster", "Default",
                     "--name", "x", "--description", "  ", json_mode=False)

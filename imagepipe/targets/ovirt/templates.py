@@ -84,6 +84,9 @@ def make_template(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
     start = time.monotonic()
     if not spec.description.strip():
         raise InputError("a template needs a description (--description)")
+    if not image.is_file():
+        raise InputError(f"{image}: no such image file")
+    data.image_info(image)  # refuse unsafe images before anything reads them
     name, base = expand_name(spec.name)
     if spec.keep is not None and base is None:
         ui.warn(f"--keep {spec.keep} ignored: {spec.name!r} is not a versioned name "
