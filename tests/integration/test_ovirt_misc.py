@@ -144,3 +144,22 @@ def test_finished_transfer_gone_and_no_password_in_logs(sim, tmp_path: Path) -> 
                           env=dict(os.environ, HOME=str(sim.base)))
     assert loud.returncode == 0, loud.stderr
     assert sim.password not in loud.stdout + loud.stderr
+
+
+def test_wrong_ca_and_unreachable_engine(sim, tmp_path: Path) -> None:
+    from imagepipe.testing.ovirt_engine.pki import make_pki
+
+    other = make_pki(tmp_path / "other")
+    env = dict(os.environ, HOME=str(sim.base))
+    base = [sys.executable, "-m", "imagepipe", "ovirt", "templates", "ls",
+            "--password-file", str(sim.password_file)]
+    bad_ca = subprocess.run([*base, "--engine", sim.url, "--ca-file", str(other.ca_file)],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert bad_ca.returncode == 1
+    assert "TLS verification failed" in bad_ca.stderr and "--ca-file" in bad_ca.stderr
+    from tests.conftest import free_port
+
+    down = subprocess.run([*base, "--engine", f"https://127.0.0.1:{free_port()}",
+                           "--ca-file", str(sim.ca_file)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert down.returncode == 1 and "error:" in down.stderr and "Traceback" not in down.stderr

@@ -145,7 +145,11 @@ def engine_errors(doing: str) -> Iterator[None]:
         raise EngineError(f"{doing}: cannot reach the engine: {exc}",
                           "check --engine and --ca-file") from None
     except sdk.Error as exc:
-        raise EngineError(f"{doing}: {describe_sdk_error(exc)}") from None
+        text = describe_sdk_error(exc)
+        if "SSL" in text or "certificate" in text:
+            raise EngineError(f"{doing}: TLS verification failed: {text}",
+                              "pass the engine's CA with --ca-file (or OVIRT_CA_FILE)") from None
+        raise EngineError(f"{doing}: {text}") from None
 
 
 @contextmanager
