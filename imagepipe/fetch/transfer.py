@@ -1,7 +1,9 @@
 """Moving bytes: one URL into a `.part` file, resumed with HTTP Range, hashed on the way.
 
 Why hash while downloading: the checksum costs no extra pass over a multi-GiB image, and a
-resumed download re-hashes only the bytes already on disk. Why `.part` files live in the store
+resumed download re-hashes only the bytes already on disk. Why early writeback: the `.part` must
+be fsynced before it is renamed into the store; starting writeback while bytes arrive leaves
+the final fsync almost nothing to wait for. Why `.part` files live in the store
 (not in a temp dir): an interrupted download (Ctrl-C, kill -9, a dropped connection) keeps its
 bytes, and the next attempt asks only for the rest.
 """
@@ -19,6 +21,7 @@ from queue import Queue
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
+from imagepipe.convert.durable import EarlyWriteback
 from imagepipe.errors import ImagepipeError, InputError
 
 log = logging.getLogger("imagepipe.fetch")
@@ -151,7 +154,7 @@ def _stream(resp: Any, url: str, part: Path, mode: str, have: int, total: int | 
     done = have
     progress(done, total)
     try:
-        with open(part, mode) as out:
+        with open(part, mode) as out, EarlyWriteback(part):
             done = _pump(lambda: resp.raw.read(CHUNK, decode_content=False), out, hasher,
                          done, total, progress)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -182,7 +185,7 @@ def _copy_file(src: Path, part: Path, algo: str,
         raise PermanentError(f"file not found: {src}")
     total = src.stat().st_size
     hasher = _Hasher(algo)
-    with open(src, "rb") as f, open(part, "wb") as out:
+    with open(src, "rb") as f, open(part, "wb") as out, EarlyWriteback(part):
         _pump(lambda: f.read(CHUNK * 4), out, hasher, 0, total, progress)
     return hasher.hexdigest()
 
