@@ -8,6 +8,7 @@ version, or the stage version.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,11 +23,30 @@ def load_previous(path: Path) -> dict[str, Any]:
         return {}
 
 
+def scrub(value: Any, key: str = "") -> Any:
+    """Key material as stored on disk: credential-looking keys redacted, file contents and long
+    strings replaced by their sha256 (a diff still says *that* they changed, not to what)."""
+    from imagepipe.manifest import REDACTED, SECRET
+
+    if isinstance(value, Mapping):
+        return {k: scrub(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, key) for v in value]
+    if isinstance(value, str):
+        if SECRET.search(key):
+            return REDACTED
+        if key == "content" or len(value) > 256:
+            return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+    return value
+
+
 def save(path: Path, recipe_path: str, stages: Mapping[str, Any]) -> None:
+    """Merge this build's stage keys and (scrubbed) key material into `path`."""
     from imagepipe.manifest import write_json_atomic
 
     old = load_previous(path)
-    old.update(stages)
+    old.update({sid: {"key": v["key"], "material": scrub(v["material"])}
+                for sid, v in stages.items()})
     write_json_atomic(path, {"recipe": recipe_path, "stages": old})
 
 
@@ -52,6 +72,9 @@ def diff(old: Any, new: Any, path: str = "") -> list[str]:
             else:
                 out.extend(diff(old[key], new[key], sub))
         return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [line for i, (a, b) in enumerate(zip(old, new, strict=True))
+                for line in diff(a, b, f"{path}.{i}")]
     if old != new:
         return [f"{path} changed: {_short(old)} -> {_short(new)}"]
     return []
@@ -64,7 +87,7 @@ def reason(previous: Mapping[str, Any] | None, material: Mapping[str, Any] | Non
     if material is None:
         return "an input is rebuilt first"
     lines = []
-    for line in diff(previous.get("material", {}), dict(material)):
+    for line in diff(previous.get("material", {}), scrub(dict(material))):
         head, _, rest = line.partition(" ")
         kind, _, sub = head.partition(".")
         if kind == "inputs":

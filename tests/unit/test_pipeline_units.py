@@ -148,3 +148,16 @@ def test_sparse_copy_keeps_holes(tmp_path: Path) -> None:
     sparse_copy(src, dst)
     assert dst.read_bytes() == src.read_bytes()
     assert dst.stat().st_blocks * 512 <= 3 << 20
+
+
+def test_stored_key_material_has_no_secrets(tmp_path: Path) -> None:
+    material = {"options": {"customize": {"files": [{"dest": "/etc/x", "content": "pw=hunter2"}]},
+                            "password": "hunter2", "url": "http://x"}}
+    explain.save(tmp_path / "last.json", "r.yaml", {"guest": {"key": "k", "material": material}})
+    text = (tmp_path / "last.json").read_text()
+    assert "hunter2" not in text and "http://x" in text
+    prev = explain.load_previous(tmp_path / "last.json")["guest"]
+    material["options"]["customize"]["files"][0]["content"] = "pw=other"
+    why = explain.reason(prev, material)
+    assert "options.customize.files.0.content changed: sha256:" in why and "other" not in why
+    assert "password" not in why  # unchanged secret: no diff line
