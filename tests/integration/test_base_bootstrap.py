@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from imagepipe import bootstrap as bs
+from imagepipe import rootfs_disk as rd
 from imagepipe.errors import InputError
 from imagepipe.recipe.model import BootstrapSource
 
@@ -65,10 +66,10 @@ def test_disk_too_small_says_how_much_is_needed_before_creating_anything(
     out = tmp_path / "out" / "disk.raw"
     out.parent.mkdir()
     start = time.monotonic()
-    with pytest.raises(bs.DiskTooSmall) as err:
-        bs.build_bootstrap_disk(tar, out, size=32 * 1024**2)
+    with pytest.raises(rd.DiskTooSmall) as err:
+        rd.build_bootstrap_disk(tar, out, size=32 * 1024**2)
     assert time.monotonic() - start < 5  # decided from the tar headers, no appliance launched
-    need = bs.required_disk_size(bs.tar_stats(tar))
+    need = rd.required_disk_size(rd.tar_stats(tar))
     assert f"at least {need // 1024**2} MiB is needed" in str(err.value)
     assert "set disk.size to" in str(err.value) and err.value.exit_code == 2
     assert list(out.parent.iterdir()) == []

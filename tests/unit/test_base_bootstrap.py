@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from imagepipe import bootstrap as bs
+from imagepipe import rootfs_disk as rd
 from imagepipe.errors import InputError
 from imagepipe.recipe.model import BootstrapSource
 
@@ -97,15 +98,15 @@ def _tar(path: Path, files: dict[str, int]) -> Path:
 
 
 def test_sizing_counts_blocks_and_names_the_needed_size(tmp_path: Path) -> None:
-    stats = bs.tar_stats(_tar(tmp_path / "r.tar", {"./etc/a": 1, "./etc/b": 5000}))
+    stats = rd.tar_stats(_tar(tmp_path / "r.tar", {"./etc/a": 1, "./etc/b": 5000}))
     assert stats.files == 3 and stats.data_bytes == 4096 + 4096 + 8192
-    need = bs.required_disk_size(stats)
-    assert need % (64 * bs.MiB) == 0 and need >= 128 * bs.MiB
-    assert bs.choose_size(None, stats) == bs.DEFAULT_SIZE
-    assert bs.choose_size(need, stats) == need
-    big = bs.TarStats(files=18599, data_bytes=800 * bs.MiB)
-    with pytest.raises(bs.DiskTooSmall) as err:
-        bs.choose_size(512 * bs.MiB, big)
+    need = rd.required_disk_size(stats)
+    assert need % (64 * rd.MiB) == 0 and need >= 128 * rd.MiB
+    assert rd.choose_size(None, stats) == rd.DEFAULT_SIZE
+    assert rd.choose_size(need, stats) == need
+    big = rd.TarStats(files=18599, data_bytes=800 * rd.MiB)
+    with pytest.raises(rd.DiskTooSmall) as err:
+        rd.choose_size(512 * rd.MiB, big)
     text = str(err.value)
     assert "disk.size 512 MiB is too small" in text and "at least 1.12 GiB is needed" in text
     assert "set disk.size to 1.2G or more" in text
@@ -147,11 +148,11 @@ def test_silent_mirror_times_out_within_the_bound() -> None:
 
 
 def test_boot_config_text() -> None:
-    conf = bs.extlinux_conf("/boot/vmlinuz-6", "/boot/initrd.img-6", "U-1")
+    conf = rd.extlinux_conf("/boot/vmlinuz-6", "/boot/initrd.img-6", "U-1")
     assert "APPEND root=UUID=U-1 ro console=tty0 console=ttyS0,115200n8" in conf
     assert "LINUX /boot/vmlinuz-6" in conf and "INITRD /boot/initrd.img-6" in conf
-    assert bs.fstab("U-1").splitlines()[-1] == "UUID=U-1 / ext4 errors=remount-ro 0 1"
-    assert "source /etc/network/interfaces.d/*" in bs.INTERFACES
-    assert "locale: C.UTF-8" in bs.CLOUD_CFG_DROPIN
-    assert bs._latest(["vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-10-amd64", "x"], "vmlinuz-") \
+    assert rd.fstab("U-1").splitlines()[-1] == "UUID=U-1 / ext4 errors=remount-ro 0 1"
+    assert "source /etc/network/interfaces.d/*" in rd.INTERFACES
+    assert "locale: C.UTF-8" in rd.CLOUD_CFG_DROPIN
+    assert rd._latest(["vmlinuz-6.1.0-9-amd64", "vmlinuz-6.1.0-10-amd64", "x"], "vmlinuz-") \
         == "vmlinuz-6.1.0-10-amd64"
