@@ -39,12 +39,23 @@ def unpacked_name(name: str) -> str:
     return name + ".unpacked"
 
 
+def _key(codec: str, digest: str) -> str:
+    return hash_json({"op": "decompress", "codec": codec, "input": digest, "version": 1})
+
+
+def cached_unpack(store: Store, path: Path, digest: str) -> Artifact | None | bool:
+    """Without writing: False if `path` is not compressed, else the stored decompressed
+    artifact or None if it is not decompressed yet."""
+    codec = detect(path)
+    return False if codec is None else store.get_stage(_key(codec, digest))
+
+
 def unpack(store: Store, path: Path, digest: str, name: str) -> Artifact | None:
     """The decompressed file as a stored artifact (digest set), or None if not compressed."""
     codec = detect(path)
     if codec is None:
         return None
-    key = hash_json({"op": "decompress", "codec": codec, "input": digest, "version": 1})
+    key = _key(codec, digest)
     hit = store.get_stage(key)
     if hit is not None:
         return hit

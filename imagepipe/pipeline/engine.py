@@ -71,6 +71,16 @@ class Engine:
         if node.id in self.forced:
             return inputs, material, None, "forced (--force/--from)"
         if not node.stage.cache_enabled():
+            peek = getattr(node.stage, "peek", None)
+            if self.dry_run and peek is not None:
+                try:
+                    seen = peek(self.store)
+                except ImagepipeError as exc:
+                    ui.warn(f"{node.id}: cannot tell without running it: {exc}")
+                    seen = None
+                if seen is not None:
+                    return inputs, material, seen, "runs every build; its result is stored " \
+                                                   "(same digest)"
             self.unknown.add(node.id)
             return inputs, material, None, "runs every build (outside effects or unverified " \
                                            "source)"
@@ -100,8 +110,8 @@ class Engine:
                 self.materials[node.id] = {"key": key, "material": material}
             if hit is not None:
                 self.results[node.id] = hit
-                self.records.append(self._record(node, key, True, 0.0, inputs or {}, hit,
-                                                 reason))
+                self.records.append(self._record(node, key, reason == "cached", 0.0,
+                                                 inputs or {}, hit, reason))
             elif not self.dry_run:
                 assert inputs is not None and material is not None
                 todo.append((node, inputs, material, reason))

@@ -62,6 +62,25 @@ class FetchStage(Stage):
              "decompress": o.decompress} if o.checksum else o)
         return material
 
+    def peek(self, store: Any) -> Artifact | None:
+        """For --dry-run: the result this fetch would give if its file is already stored
+        (reads the checksum file over the network if needed; writes nothing)."""
+        from imagepipe.fetch import expected_digest
+        from imagepipe.fetch.transfer import session
+        from imagepipe.fetch.unpack import cached_unpack
+
+        o: FetchOptions = self.options
+        want, _ = expected_digest(o.download(), session())
+        path = store.get_object(want) if want else None
+        if path is None or want is None:
+            return None
+        if o.decompress:
+            art = cached_unpack(store, path, want)
+            if art is not False:
+                return art if isinstance(art, Artifact) else None
+        return Artifact(path=path, kind="image" if o.kind == "image" else "iso",
+                        format=o.format, digest=want)
+
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         from imagepipe.fetch import fetch_result
         from imagepipe.fetch.checksums import file_name

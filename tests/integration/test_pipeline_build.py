@@ -220,3 +220,26 @@ def test_keep_removes_older_versions_after_success(tmp_path: Path, server: HttpS
     assert (base / "latest").resolve().name == "1.2"
     assert report.manifest["publish"]["local"]["removed"] == ["1.0"]
     assert (base / "1.2" / "t.vmdk").is_file() and m.LocalPublish().dir == Path("templates")
+
+
+def test_dry_run_of_a_checksum_url_recipe_peeks_at_the_store(
+        tmp_path: Path, server: HttpServer, source: tuple[str, Path], http_root: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from imagepipe.recipe import model as m
+
+    (http_root / "SHA256SUMS").write_text(f"{source[0].split(':')[1]}  base.qcow2\n")
+    recipe = image_recipe(tmp_path, f"{server.url}/base.qcow2", source[0])
+    recipe = dataclasses.replace(recipe, source=m.Source(image=m.ImageSource(
+        url=f"{server.url}/base.qcow2", checksum_url=f"{server.url}/SHA256SUMS")))
+    first = build(recipe, BuildOptions(store=tmp_path / "store"))
+    assert "fetch" in first.rerun
+    again = build(recipe, BuildOptions(store=tmp_path / "store"))
+    assert again.rerun == ["fetch", "publish.local"]  # fetch re-reads SHA256SUMS only
+    assert [e["path"] for e in server.log()].count("/base.qcow2") == 1
+    capsys.readouterr()
+    build(recipe, BuildOptions(store=tmp_path / "store", dry_run=True))
+    err = capsys.readouterr().err
+    assert "its result is stored (same digest)" in err and "convert.qcow2" in err
+    assert err.count("cached") == 2  # base.image and convert.qcow2
