@@ -120,3 +120,34 @@ def test_build_all_dry_run_shows_every_plan_and_writes_nothing(tmp_path: Path,
     assert r.stderr.count("plan (dry run, nothing is changed)") == 2
     assert not (tmp_path / "st").exists() and server.log() == []
     assert "2 recipes, 2 ok, 0 failed" in r.stdout
+
+
+def test_ctrl_c_during_a_build_exits_130_and_keeps_only_the_resumable_part(
+        tmp_path: Path, server: HttpServer, http_root: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+    from tests.integration.pipeline_helpers import random_file
+
+    big = random_file(http_root / "slow.qcow2", 4 << 20, seed=21)
+    server.fault("/slow.qcow2", "slow", rate=1 << 20)
+    recipe = write_recipe(tmp_path / "slow.yaml", "slow", f"{server.url}/slow.qcow2", sha256(big))
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "imagepipe", "build", str(recipe), "--store",
+                             str(store)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    part = store / "downloads" / (sha256(big).replace(":", "-") + ".part")
+    deadline = time.monotonic() + 30
+    while not part.exists() or part.stat().st_size < (1 << 20):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert [p.name for p in (store / "tmp").iterdir()] == []
+    assert part.exists() and not list((store / "stages").iterdir())
