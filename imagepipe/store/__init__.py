@@ -273,6 +273,12 @@ class Store:
                     removed.append(work)
             finally:
                 os.close(fd)
+        for trash in (self.root / "tmp").glob("trash.*"):  # left by a crashed gc or --force
+            if trash.is_dir():
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                trash.unlink(missing_ok=True)
+            removed.append(trash)
         return removed
 
     def build_lock(self, name: str, *, wait: bool = True,

@@ -138,8 +138,6 @@ def gc(store: Store, max_size: int, *, dry_run: bool = False) -> tuple[list[Entr
 
     Returns (removed, skipped_because_held)."""
     store.clean_stale()
-    for trash in (store.root / "tmp").glob("trash.*"):
-        shutil.rmtree(trash, ignore_errors=True) if trash.is_dir() else trash.unlink()
     all_entries = sorted(entries(store), key=lambda e: e.last_used)
     total = sum(e.size for e in all_entries)
     removed, held = [], []
