@@ -141,14 +141,15 @@ def _verify(src: Path, src_info: dict[str, Any], tmp: Path, plan: OutputPlan,
                                 "nothing was written; please report this with -vv output")
 
 
-def _convert_ova(src: Path, dst: Path) -> ImageReport:
+def _convert_ova(src: Path, dst: Path, params: Mapping[str, Any] | None) -> ImageReport:
     try:
         from imagepipe.targets.ova import write_ova
     except ImportError:
         raise ImagepipeError("OVA output is not available in this build "
                              "(imagepipe.targets.ova is missing)",
                              "write a vmdk with --preset vsphere instead") from None
-    result: ImageReport = write_ova(src, dst, name=dst.stem)
+    kwargs: dict[str, Any] = {"name": dst.stem, **(params or {})}
+    result: ImageReport = write_ova(src, dst, **kwargs)
     return result
 
 
@@ -176,20 +177,22 @@ def _qemu_convert(src: Path, src_driver: str, tmp: Path, plan: OutputPlan, fmt: 
 def convert_image(src: Path, dst: Path, *, fmt: str | None = None, preset: str | None = None,
                   options: Mapping[str, str] | None = None, compress: bool = False,
                   verify: bool = True, force: bool = False, allow_backing: bool = False,
-                  resize: bool = False, checksum: bool | None = None) -> ImageReport:
+                  resize: bool = False, checksum: bool | None = None,
+                  ova_params: Mapping[str, Any] | None = None) -> ImageReport:
     """Convert SRC to DST; see the module docstring for the guarantees.
 
     `checksum` (default: same as `verify`) computes DST's sha256 alongside verification;
     with verification off it is a separate full read, so it is skipped unless asked for.
     Raises InputError (exit 2) for bad input before writing anything, VerificationError or
     ToolError (exit 1) if the conversion fails; DST and the temp file are gone in both cases.
+    `ova_params` (name, description, cpus, memory, os_type) describe the VM in an OVA's OVF.
     """
     src, dst = Path(src), Path(dst)
     plan = plan_output(dst, fmt=fmt, preset=preset, options=options, compress=compress)
     _check_paths(src, dst, force)
     src_info = probe_image(src, allow_backing=allow_backing)
     if plan.container:
-        return _convert_ova(src, dst)
+        return _convert_ova(src, dst, ova_params)
     virtual_size = int(src_info["virtual-size"])
     size = _target_size(virtual_size, plan, resize)
     want_sha = verify if checksum is None else checksum

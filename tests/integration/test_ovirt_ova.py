@@ -114,3 +114,30 @@ def test_params_from_recipe(tmp_path: Path) -> None:
     ovf = build_ovf(**params, disk_file="d.vmdk", disk_size=1, capacity=2)
     root = ET.fromstring(ovf)
     assert root.find(f".//{{{OVF}}}VirtualSystem").get(f"{{{OVF}}}id") == "httpd"  # type: ignore[union-attr]
+
+
+def test_pipeline_convert_stage_describes_the_recipe_vm(tmp_path: Path) -> None:
+    """An `ova` output of a recipe carries the recipe's name, description, CPUs and memory."""
+    from imagepipe.recipe.model import (ImageSource, OvirtPublish, Output, Publish, Recipe,
+                                        Source)
+    from imagepipe.stages.convert import ConvertStage
+
+    recipe = Recipe(name="httpd", description="Apache on Debian", path=tmp_path / "r.yaml",
+                    source=Source(image=ImageSource(url="file:///x")),
+                    publish=Publish(ovirt=OvirtPublish(storage_domain="d", cpus=3,
+                                                       memory=5 << 30)))
+    opts = ConvertStage.options_for_output(recipe, Output(format="ova"))
+    src = make_image(tmp_path / "disk.qcow2", size=8 * MiB, chunks=((0, 1),))
+    from imagepipe.convert import convert_image
+
+    out = tmp_path / "httpd.ova"
+    convert_image(src, out, fmt="ova", ova_params=dict(opts.ova_params))
+    with tarfile.open(out) as tar:
+        ovf = tar.extractfile(tar.getnames()[0]).read().decode()  # type: ignore[union-attr]
+    assert "Apache on Debian" in ovf
+    root = ET.fromstring(ovf)
+    assert root.find(f".//{{{OVF}}}VirtualSystem").get(f"{{{OVF}}}id") == "httpd"  # type: ignore[union-attr]
+    quantities = {i.findtext(f"{{{RASD}}}ResourceType"): i.findtext(f"{{{RASD}}}VirtualQuantity")
+                  for i in root.iter(f"{{{OVF}}}Item")}
+    assert quantities["3"] == "3"  # CPUs
+    assert quantities["4"] in {str(5 << 10), str(5 << 30)}  # memory (MB or bytes units)
