@@ -128,7 +128,8 @@ class Engine:
     def _parallel(self, todo: list[tuple[Node, dict[str, Artifact], dict[str, Any], str]]) -> None:
         pool = ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(todo))),
                                   thread_name_prefix="stage")
-        futures = [pool.submit(self._execute, *item) for item in todo]
+        ordered = sorted(todo, key=lambda item: -item[0].stage.cost_hint())  # longest first
+        futures = [pool.submit(self._execute, *item) for item in ordered]
         try:
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for f in pending:

@@ -204,6 +204,11 @@ class Stage:
         """Whether a stored result may be reused (default: the class's `cacheable`)."""
         return self.cacheable
 
+    def cost_hint(self) -> float:
+        """Relative expected run time; parallel stages start the most expensive first, so the
+        longest one is not queued behind short ones (the critical path starts at once)."""
+        return 1.0
+
     # -- identity ---------------------------------------------------------------------------
     def tool_versions(self) -> dict[str, str]:
         """Versions of `tools` (first line of `PROG --version`), cached per process."""

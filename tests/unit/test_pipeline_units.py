@@ -161,3 +161,12 @@ def test_stored_key_material_has_no_secrets(tmp_path: Path) -> None:
     why = explain.reason(prev, material)
     assert "options.customize.files.0.content changed: sha256:" in why and "other" not in why
     assert "password" not in why  # unchanged secret: no diff line
+
+
+def test_slow_converts_are_started_first() -> None:
+    from imagepipe.stages.convert import ConvertOptions, ConvertStage
+
+    fast = ConvertStage(ConvertOptions(format="vdi"))
+    slow = ConvertStage(ConvertOptions(format="vmdk", preset="vsphere"))
+    zstd = ConvertStage(ConvertOptions(format="qcow2", compress=True))
+    assert slow.cost_hint() > fast.cost_hint() and zstd.cost_hint() > fast.cost_hint()
