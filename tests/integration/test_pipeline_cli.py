@@ -151,3 +151,28 @@ def test_ctrl_c_during_a_build_exits_130_and_keeps_only_the_resumable_part(
     assert "interrupted" in err
     assert [p.name for p in (store / "tmp").iterdir()] == []
     assert part.exists() and not list((store / "stages").iterdir())
+
+
+def test_second_build_waits_for_the_lock_with_a_message(tmp_path: Path, server: HttpServer,
+                                                        digest: str) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    recipe = write_recipe(tmp_path / "w.yaml", "waiter", f"{server.url}/cli.qcow2", digest,
+                          "qcow2")
+    store = Store(tmp_path / "store")
+    with store.build_lock("waiter"):
+        proc = subprocess.Popen([sys.executable, "-m", "imagepipe", "build", str(recipe),
+                                 "--store", str(store.root)], cwd=REPO, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(2.0)
+        assert proc.poll() is None  # still waiting
+        assert server.log() == []
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert f"waiting for another build of waiter (pid {os.getpid()}" in err
+    assert "outputs:" in out
