@@ -99,5 +99,6 @@ def reason(previous: Mapping[str, Any] | None, material: Mapping[str, Any] | Non
         else:
             lines.append(line)
     if not lines:
-        return "same inputs as the previous build, but its result is not in the store"
+        return ("same inputs as the previous build, but its result is not in the store "
+                "(that run failed or was interrupted, or `cache gc` removed it)")
     return "; ".join(lines)
