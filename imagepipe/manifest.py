@@ -92,6 +92,10 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
                             "checksum_from": meta.get("checksum_from"),
                             "decompressed": meta.get("decompressed")})
             warn.extend(meta.get("warnings", []))
+        if r.stage == "base.bootstrap":
+            sources.append({"bootstrap": meta.get("distro"), "suite": meta.get("suite"),
+                            "mirror": meta.get("mirror"), "packages": meta.get("packages"),
+                            "rootfs_tarball": meta.get("rootfs_tarball")})
         if r.stage.startswith("publish.") and r.artifact is not None:
             publish[r.stage.split(".", 1)[1]] = redact(meta)
     return redact({
