@@ -43,12 +43,11 @@ KEYRINGS = {"ubuntu": Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg")}
 DPKG_OPTIONS = ("path-exclude=/usr/share/man/*", "path-exclude=/usr/share/doc/*",
                 "path-include=/usr/share/doc/*/copyright", "path-exclude=/usr/share/locale/*",
                 "path-exclude=/usr/share/info/*")
-FORMAT_VERSION = 2  # bump when the tarball recipe below changes what it produces
-# initramfs-tools copies fsck into the initramfs only if /etc/fstab names the root filesystem's
-# type when the kernel package is installed; without it every boot says "fsck not present".
-# The placeholder is replaced by the real UUID entry when the disk is made.
-FSTAB_HOOK = ('mkdir -p "$1/etc" && '
-              'printf "/dev/vda1 / ext4 errors=remount-ro 0 1\\n" > "$1/etc/fstab"')
+FORMAT_VERSION = 3  # bump when the tarball recipe below changes what it produces
+# initramfs-tools puts fsck into the initramfs only for the root filesystem type it can find,
+# and in a chroot it finds none: every boot would say "fsck not present". The root is ext4.
+FSTYPE_HOOK = ('mkdir -p "$1/etc/initramfs-tools/conf.d" && '
+               'echo FSTYPE=ext4 > "$1/etc/initramfs-tools/conf.d/imagepipe-fstype"')
 
 
 class MirrorError(ImagepipeError):
@@ -149,7 +148,7 @@ def mmdebstrap_argv(src: BootstrapSource, mirror: str, out: Path) -> list[str]:
             f"--components={COMPONENTS.get(src.distro, 'main')}",
             f"--include={','.join(package_list(src))}"]
     argv += [f"--dpkgopt={opt}" for opt in DPKG_OPTIONS]
-    argv.append(f"--essential-hook={FSTAB_HOOK}")
+    argv.append(f"--essential-hook={FSTYPE_HOOK}")
     keyring = KEYRINGS.get(src.distro)
     if keyring is not None:
         argv.append(f"--keyring={keyring}")
@@ -160,7 +159,7 @@ def tarball_key(src: BootstrapSource, mirror: str) -> str:
     """What the tarball depends on (for the store): inputs, not the mirror's current state."""
     data = {"v": FORMAT_VERSION, "distro": src.distro, "suite": src.suite, "mirror": mirror,
             "variant": src.variant, "packages": package_list(src), "dpkg": DPKG_OPTIONS,
-            "hooks": [FSTAB_HOOK]}
+            "hooks": [FSTYPE_HOOK]}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
