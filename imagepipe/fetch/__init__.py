@@ -127,32 +127,46 @@ def _download_any(urls: Sequence[str], part: Path, algo: str, http: Any, want: s
     """Try each URL in order; return (url, hex digest, bytes in the file)."""
     errors: list[str] = []
     for url in urls:
-        label = checksums.file_name(url) or url
-        with ui.Progress(f"fetch {label}", unit="B") as bar:
-            def progress(done: int, total: int | None) -> None:
-                bar.set(done, total)
-
-            try:
-                got = _with_retries(url, lambda u: download(u, part, algo, http, progress))
-            except (TransientError, PermanentError) as exc:
-                errors.append(str(exc))
-                if len(urls) > 1 and not quiet:
-                    ui.warn(f"{exc}; trying the next mirror")
-                continue
-        size = part.stat().st_size
-        if want is not None and f"{algo}:{got}" != want:
+        for attempt in range(2):
+            resumed = part.exists() and part.stat().st_size > 0
+            got = _download_one(url, part, algo, http, errors, quiet or len(urls) == 1)
+            if got is None:
+                break  # this URL failed; try the next mirror
+            if want is None or f"{algo}:{got}" == want:
+                return url, got, part.stat().st_size
             part.unlink(missing_ok=True)
+            if resumed and attempt == 0:
+                # the partial file from an earlier run may be torn (power loss): start over
+                ui.warn(f"resumed download of {url} does not match its checksum; "
+                        "downloading it again from the start")
+                continue
             msg = f"checksum mismatch for {url}: expected {want}, got {algo}:{got}"
             errors.append(msg)
             if url != urls[-1]:
                 ui.warn(f"{msg}; trying the next mirror")
-                continue
+                break
             raise ChecksumMismatch(msg, "the file changed upstream or the checksum is wrong; "
                                         "nothing was stored")
-        return url, got, size
     raise ImagepipeError("download failed from every URL:\n" +
                          "\n".join(f"  {e}" for e in errors),
                          "check the URL and your network, or add mirrors:")
+
+
+def _download_one(url: str, part: Path, algo: str, http: Any, errors: list[str],
+                  quiet: bool) -> str | None:
+    """Download (or resume) `url` into `part` with retries; hex digest, or None on failure."""
+    label = checksums.file_name(url) or url
+    with ui.Progress(f"fetch {label}", unit="B") as bar:
+        def progress(done: int, total: int | None) -> None:
+            bar.set(done, total)
+
+        try:
+            return str(_with_retries(url, lambda u: download(u, part, algo, http, progress)))
+        except (TransientError, PermanentError) as exc:
+            errors.append(str(exc))
+            if not quiet:
+                ui.warn(f"{exc}; trying the next mirror")
+            return None
 
 
 def _with_retries(url: str, attempt: Any) -> Any:

@@ -1,18 +1,16 @@
 """Moving bytes: one URL into a `.part` file, resumed with HTTP Range, hashed on the way.
 
 Why hash while downloading: the checksum costs no extra pass over a multi-GiB image, and a
-resumed download re-hashes only the bytes already on disk. Why early writeback: the `.part` must
-be fsynced before it is renamed into the store; starting writeback while bytes arrive leaves
-the final fsync almost nothing to wait for. Why `.part` files live in the store
+resumed download re-hashes only the bytes already on disk. Why `.part` files live in the store
 (not in a temp dir): an interrupted download (Ctrl-C, kill -9, a dropped connection) keeps its
-bytes, and the next attempt asks only for the rest.
+bytes, and the next attempt asks only for the rest. No fsync: a power loss is caught by the
+store's boot-id stamp (Store.put_object), and a torn `.part` fails its checksum.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +19,6 @@ from queue import Queue
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
-from imagepipe.convert.durable import EarlyWriteback
 from imagepipe.errors import ImagepipeError, InputError
 
 log = logging.getLogger("imagepipe.fetch")
@@ -154,7 +151,7 @@ def _stream(resp: Any, url: str, part: Path, mode: str, have: int, total: int | 
     done = have
     progress(done, total)
     try:
-        with open(part, mode) as out, EarlyWriteback(part):
+        with open(part, mode) as out:
             done = _pump(lambda: resp.raw.read(CHUNK, decode_content=False), out, hasher,
                          done, total, progress)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -185,21 +182,20 @@ def _copy_file(src: Path, part: Path, algo: str,
         raise PermanentError(f"file not found: {src}")
     total = src.stat().st_size
     hasher = _Hasher(algo)
-    with open(src, "rb") as f, open(part, "wb") as out, EarlyWriteback(part):
+    with open(src, "rb") as f, open(part, "wb") as out:
         _pump(lambda: f.read(CHUNK * 4), out, hasher, 0, total, progress)
     return hasher.hexdigest()
 
 
 def _pump(read: Callable[[], bytes], out: IO[bytes], hasher: _Hasher, done: int,
           total: int | None, progress: Callable[[int, int | None], None]) -> int:
-    """Copy read() chunks to `out` and the hasher until EOF; fsync; return bytes so far."""
+    """Copy read() chunks to `out` and the hasher until EOF; return bytes so far."""
     while data := read():
         out.write(data)
         hasher.update(data)
         done += len(data)
         progress(done, total)
     out.flush()
-    os.fsync(out.fileno())
     return done
 
 

@@ -44,6 +44,8 @@ def entries(store: Store) -> list[Entry]:
     out = []
     for algo_dir in sorted((store.root / "objects").iterdir()):
         for obj in sorted(algo_dir.iterdir()):
+            if "." in obj.name:
+                continue  # OBJECT.boot: its durability stamp (see Store.put_object)
             st = obj.stat()
             out.append(Entry(obj, "object", f"{algo_dir.name}:{obj.name[:16]}",
                              allocated(obj), st.st_mtime))
@@ -130,6 +132,7 @@ def remove_entry(store: Store, path: Path) -> bool:
         shutil.rmtree(trash, ignore_errors=True)
     else:
         trash.unlink(missing_ok=True)
+        path.with_name(path.name + ".boot").unlink(missing_ok=True)
     return True
 
 

@@ -220,3 +220,15 @@ def test_server_without_range_support_restarts_cleanly(server: HttpServer, http_
     assert path.read_bytes() == f.read_bytes()
     log = server.log("/nr.img")
     assert log[0]["range"] == "bytes=1000-" and log[0]["status"] == 200  # ignored: start over
+
+
+def test_torn_partial_download_is_redone_from_scratch(server: HttpServer, http_root: Path,
+                                                      st: Store) -> None:
+    """After a power loss the .part may hold garbage; the resumed file then fails its checksum
+    and the fetch starts over once instead of failing the build."""
+    f = random_file(http_root / "torn.img", 2 * CHUNK, seed=13)
+    part = st.root / "downloads" / (sha256(f).replace(":", "-") + ".part")
+    part.write_bytes(b"\0" * 5000)  # zeros where data should be
+    path = fetch(Download(url=f"{server.url}/torn.img", checksum=sha256(f)), st)
+    assert path.read_bytes() == f.read_bytes()
+    assert [e["range"] for e in server.log("/torn.img")] == ["bytes=5000-", None]

@@ -220,3 +220,25 @@ def test_gc_of_a_referenced_object_removes_the_dangling_stage_entry(tmp_path: Pa
     assert [e.path for e in removed] == [stored, s.stage_path("f" * 64)] and not held
     assert removed[1].label == "(refers to a removed entry)"
     assert verify(Store(tmp_path / "s")) == []
+
+
+def test_objects_from_before_a_reboot_are_rehashed_once(tmp_path: Path) -> None:
+    """put_object skips fsync and stamps the boot id; after a power loss (= another boot id)
+    an intact object is re-hashed, fsynced and stamped durable, a torn one is removed."""
+    s = Store(tmp_path / "s")
+    good, torn = tmp_path / "good", tmp_path / "torn"
+    good.write_bytes(b"g" * 10_000)
+    torn.write_bytes(b"t" * 10_000)
+    dg, dt = "sha256:" + hash_file(good), "sha256:" + hash_file(torn)
+    pg, pt = s.put_object(good, dg), s.put_object(torn, dt)
+    stamp = pg.with_name(pg.name + ".boot")
+    assert stamp.read_text() == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    s.holds.close()
+    for p in (pg, pt):  # "power loss": stamps from another boot; one file lost its data
+        p.with_name(p.name + ".boot").write_text("an-older-boot")
+    os.chmod(pt, 0o644)
+    pt.write_bytes(b"\0" * 10_000)
+    after = Store(tmp_path / "s")
+    assert after.get_object(dg) == pg and stamp.read_text() == "durable"
+    assert after.get_object(dt) is None and not pt.exists()
+    assert [e.path for e in entries(after)] == [pg]  # stamps are not entries
