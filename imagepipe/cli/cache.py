@@ -42,7 +42,8 @@ def verify(store: Path | None, delete: bool) -> None:
     """Re-hash every entry; report (and exit 1 on) corrupt ones."""
     from imagepipe.errors import ImagepipeError
     from imagepipe.store import Store
-    from imagepipe.store.maintenance import entries, remove_entry, verify as check
+    from imagepipe.store.maintenance import entries, remove_entry
+    from imagepipe.store.maintenance import verify as check
 
     st = Store(store)
     bad = check(st)
@@ -72,7 +73,8 @@ def _entry_of(root: Path, path: Path) -> Path:
 def gc(store: Path | None, max_size: str, dry_run: bool) -> None:
     """Remove least recently used entries; never one a running build holds."""
     from imagepipe.store import Store
-    from imagepipe.store.maintenance import gc as collect, human, parse_size
+    from imagepipe.store.maintenance import gc as collect
+    from imagepipe.store.maintenance import human, parse_size
 
     st = Store(store)
     removed, held = collect(st, parse_size(max_size), dry_run=dry_run)

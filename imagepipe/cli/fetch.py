@@ -31,10 +31,10 @@ def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tup
     from imagepipe.errors import InputError
     from imagepipe.fetch import fetch_result
     from imagepipe.fetch.checksums import file_name
-    from imagepipe.store.place import copy_out
     from imagepipe.fetch.unpack import unpack
     from imagepipe.recipe.model import Download
     from imagepipe.store import Store
+    from imagepipe.store.place import copy_out
 
     if checksum and checksum_url:
         raise InputError("give --checksum or --checksum-url, not both")
