@@ -17,6 +17,7 @@ recognised by their unheld .lock and removed on the next run.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -83,8 +84,19 @@ class WorkDir:
         name = f"{prefix}.{os.getpid()}.{secrets.token_hex(4)}"
         self.lock_path = store.root / "tmp" / f"{name}.lock"
         self.path = store.root / "tmp" / name
-        self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try_flock(self._fd, exclusive=True)
+        while True:
+            # A cleaner (Store.clean_stale in another build) may lock and unlink a fresh lock
+            # file before we lock it: take the lock, then make sure it is still *the* file.
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self._fd = fd
         self.path.mkdir()
 
     def release(self, *, remove: bool = True) -> None:
