@@ -63,7 +63,8 @@ def main() -> int:
     try:
         store = Path(os.environ.get("BENCH_STORE") or tmp / "store")
         shutil.copy2(REPO / "recipes" / "httpd.yaml", tmp / "httpd.yaml")
-        shutil.copytree(REPO / "recipes" / "httpd", tmp / "httpd")
+        for sub in ("httpd", "base"):  # the cloud-config and the recipe it extends
+            shutil.copytree(REPO / "recipes" / sub, tmp / sub)
         recipe = tmp / "httpd.yaml"
 
         cold, m = build(recipe, store)

@@ -49,7 +49,8 @@ def recipe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(f"the Debian mirror is unreachable, cannot bootstrap: {exc}")
     d = tmp_path_factory.mktemp("httpd-recipe")
     shutil.copy2(REPO / "recipes" / "httpd.yaml", d / "httpd.yaml")
-    shutil.copytree(REPO / "recipes" / "httpd", d / "httpd")
+    for sub in ("httpd", "base"):  # the cloud-config and the recipe it extends
+        shutil.copytree(REPO / "recipes" / sub, d / sub)
     return d
 
 
