@@ -14,10 +14,18 @@ SEALABLE: dict[str, str] = {
     "etc/machine-id": "0123456789abcdef0123456789abcdef\n",
     "var/lib/dbus/machine-id": "0123456789abcdef0123456789abcdef\n",
     "var/mail/root": "mail\n",
-    "etc/sysconfig/network-scripts/ifcfg-eth0": "DEVICE=eth0\nBOOTPROTO=dhcp\nHWADDR=52:54:00:12:34:56\nUUID=abc\nHOSTNAME=old\nONBOOT=yes\n",
-    "etc/NetworkManager/system-connections/Wired.nmconnection": "[connection]\nid=Wired\n[ethernet]\nmac-address=52:54:00:12:34:56\n[ipv4]\nmethod=auto\n",
-    "etc/netplan/50-cloud-init.yaml": "network:\n  version: 2\n  ethernets:\n    eth0:\n      match:\n        macaddress: "
-    "'52:54:00:12:34:56'\n      set-name: eth0\n      dhcp4: true\n",
+    "etc/sysconfig/network-scripts/ifcfg-eth0": (
+        "DEVICE=eth0\nBOOTPROTO=dhcp\nHWADDR=52:54:00:12:34:56\nUUID=abc\nHOSTNAME=old\n"
+        "ONBOOT=yes\n"
+    ),
+    "etc/NetworkManager/system-connections/Wired.nmconnection": (
+        "[connection]\nid=Wired\n[ethernet]\nmac-address=52:54:00:12:34:56\n[ipv4]\n"
+        "method=auto\n"
+    ),
+    "etc/netplan/50-cloud-init.yaml": (
+        "network:\n  version: 2\n  ethernets:\n    eth0:\n      match:\n        macaddress: "
+        "'52:54:00:12:34:56'\n      set-name: eth0\n      dhcp4: true\n"
+    ),
     "var/cache/apt/archives/foo_1.0_amd64.deb": "deb",
     "var/cache/apt/pkgcache.bin": "bin",
     "var/cache/dnf/repo.solv": "solv",

@@ -65,7 +65,10 @@ PASSWD = (
     "svc:x:999:999::/:/usr/sbin/nologin\nlocked:x:1002:1002::/:/bin/sh\n"
 )
 LOCKED_SHADOW = "root:*:19000:0:99999:7:::\nalice:!:19000:0:99999:7:::\n"
-UNIT = "[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+UNIT = (
+    "[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/true\n[Install]\n"
+    "WantedBy=multi-user.target\n"
+)
 USER_DATA = "#cloud-config\nruncmd:\n  - [ systemctl, start, httpd ]\n"
 
 
