@@ -91,7 +91,8 @@ def run(
             out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        raise TimeoutExpired(f"command timed out after {timeout:.0f}s: {shlex.join(argv)}") from None
+        raise TimeoutExpired(
+            f"command timed out after {timeout:.0f}s: {shlex.join(argv)}") from None
     except BaseException:
         _kill_group(proc)
         raise

@@ -118,8 +118,7 @@ def test_params_from_recipe(tmp_path: Path) -> None:
 
 def test_pipeline_convert_stage_describes_the_recipe_vm(tmp_path: Path) -> None:
     """An `ova` output of a recipe carries the recipe's name, description, CPUs and memory."""
-    from imagepipe.recipe.model import (ImageSource, OvirtPublish, Output, Publish, Recipe,
-                                        Source)
+    from imagepipe.recipe.model import ImageSource, Output, OvirtPublish, Publish, Recipe, Source
     from imagepipe.stages.convert import ConvertStage
 
     recipe = Recipe(name="httpd", description="Apache on Debian", path=tmp_path / "r.yaml",

@@ -14,7 +14,8 @@ def test_version_is_fast_and_imports_nothing_heavy() -> None:
     code = ("import sys, time; t=time.perf_counter(); sys.argv=['imagepipe','--version'];"
             "import imagepipe.cli as c\n"
             "try:\n c.main()\nexcept SystemExit as e:\n rc=e.code\n"
-            "heavy=[m for m in ('guestfs','ovirtsdk4','ovirt_imageio','cloudinit','rich','requests')"
+            "heavy=[m for m in"
+            " ('guestfs','ovirtsdk4','ovirt_imageio','cloudinit','rich','requests')"
             " if m in sys.modules]\nprint(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("0 []"), out.stdout
