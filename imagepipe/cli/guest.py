@@ -59,6 +59,11 @@ def _guest_job(
         raise InputError("give either -o OUT or --in-place, not both")
     accel_mod.set_requested(accel)
     fmt = image_format(image)
+    suffix_fmt = {".qcow2": "qcow2", ".raw": "raw"}.get(output.suffix if output else "")
+    if output is not None and suffix_fmt not in (None, fmt):
+        raise InputError(f"-o {output}: the output keeps the input's format ({fmt}), but the "
+                         f"name says {suffix_fmt}",
+                         f"name it *.{fmt} and convert afterwards: imagepipe convert")
     with working_copy(image, output, in_place=in_place) as path:
         ui.info(
             f"launching the appliance on {path.name if in_place else image.name} "

@@ -63,9 +63,22 @@ def test_cli_chain(tmp_path: Path) -> None:
 
 def test_cli_lint_failure(tmp_path: Path) -> None:
     src = make_debian_fixture(
-        tmp_path / "in.img", {"etc/network/interfaces": "auto eth0\niface eth0 inet static\n"}
+        tmp_path / "in.img",
+        {
+            "etc/network/interfaces": "auto eth0\niface eth0 inet static\n",
+            "var/log/syslog": "x\n",
+            "etc/machine-id": "abc\n",
+        },
     )
     out = tmp_path / "out.img"
+    before = _sha(src)
+    r = run_cli("seal", str(src), "--dry-run", "--operations", "none,machine-id,logfiles")
+    assert r.returncode == 0, r.stderr
+    assert "(edit) /etc/machine-id" in r.stdout and "/var/log/syslog" in r.stdout
+    assert "ssh-hostkeys" not in r.stdout
+    assert _sha(src) == before  # read-only
+    r = run_cli("seal", str(src), "-o", str(tmp_path / "x.qcow2"))
+    assert r.returncode == 2 and "keeps the input's format (raw)" in r.stderr
     r = run_cli("seal", str(src), "-o", str(out), "--accel", "tcg")
     assert r.returncode == 1
     assert "/etc/network/interfaces:2" in r.stderr and "--allow-static-ip" in r.stderr
@@ -144,8 +157,11 @@ def test_ctrl_c_cleans_up(tmp_path: Path) -> None:
     src = make_debian_fixture(tmp_path / "in.img", dict(SEALABLE))
     before = _sha(src)
     out = tmp_path / "out.img"
-    proc = subprocess.Popen([sys.executable, "-m", "imagepipe", "seal", str(src), "-o", str(out),
-                             "--accel", "tcg"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagepipe", "seal", str(src), "-o", str(out), "--accel", "tcg"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not _qemu_on(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.2)
