@@ -7,7 +7,6 @@ same `--json` keys.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from dataclasses import asdict, dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe.convert import rules
-from imagepipe.errors import Interrupted
+from imagepipe.hashing import file_digest
 
 CHUNK = 4 << 20
 
@@ -46,15 +45,7 @@ def file_sha256(path: Path, cancel: threading.Event | None = None) -> str:
     hashlib releases the GIL on large buffers, so this runs in a thread next to
     `qemu-img compare` without slowing the main thread.
     """
-    h = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            if cancel is not None and cancel.is_set():
-                raise Interrupted("checksum cancelled")
-            h.update(view[:n])
-    return h.hexdigest()
+    return file_digest(path, "sha256", chunk=CHUNK, cancel=cancel)
 
 
 def describe(path: Path, fmt: str, *, virtual_size: int, sha256: str | None = None,

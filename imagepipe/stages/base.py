@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from imagepipe.hashing import file_digest
+
 if TYPE_CHECKING:
     from imagepipe.recipe.model import Recipe
     from imagepipe.store import Store
@@ -265,11 +267,7 @@ def canonical_options(value: Any) -> Any:
 def file_digest_or_none(path: Path) -> str | None:
     """sha256 of a file, of a directory tree (names + contents), or None if missing."""
     if path.is_file():
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        return h.hexdigest()
+        return file_digest(path)
     if path.is_dir():
         tree = {str(p.relative_to(path)): file_digest_or_none(p)
                 for p in sorted(path.rglob("*")) if p.is_file()}

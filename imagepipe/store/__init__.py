@@ -18,7 +18,6 @@ recognised by their unheld .lock and removed on the next run.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -30,6 +29,7 @@ from typing import Any
 
 from imagepipe.convert.durable import fsync_path
 from imagepipe.errors import ImagepipeError, InputError
+from imagepipe.hashing import file_digest
 from imagepipe.stages.base import Artifact, hash_json
 from imagepipe.store.locks import BuildLock, Holds, try_flock
 
@@ -59,13 +59,7 @@ def parse_digest(digest: str) -> tuple[str, str]:
 
 def hash_file(path: Path, algo: str = "sha256", chunk: int = 4 << 20) -> str:
     """Hex digest of a file (hashlib releases the GIL on big chunks: threads hash in parallel)."""
-    h = hashlib.new(algo)
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(chunk)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
+    return file_digest(path, algo, chunk=chunk)
 
 
 def fsync_tree(path: Path) -> None:

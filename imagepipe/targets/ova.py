@@ -9,7 +9,6 @@ a temporary name, fsynced and renamed: no half-written OVA is ever visible.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tarfile
 import tempfile
@@ -101,14 +100,6 @@ def build_ovf(*, name: str, description: str, cpus: int, memory: int, os_type: s
     return ET.tostring(env, encoding="utf-8", xml_declaration=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(4 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: int = 2,
               memory: int = 2 * GiB, os_type: str = "other_linux",
               manifest: bool = True, verify: bool = True) -> ImageReport:
@@ -139,7 +130,7 @@ def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: i
         members = [ovf, vmdk]
         if manifest:
             mf = work / f"{name}.mf"
-            mf.write_text("".join(f"SHA256({p.name})= {_sha256(p)}\n" for p in members))
+            mf.write_text("".join(f"SHA256({p.name})= {file_sha256(p)}\n" for p in members))
             members.append(mf)
         out = work / "out.ova"
         fmt = tarfile.USTAR_FORMAT if vmdk.stat().st_size < (8 << 30) else tarfile.PAX_FORMAT
