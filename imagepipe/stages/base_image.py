@@ -40,6 +40,7 @@ class BaseImageStage(Stage):
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         from imagepipe import formats
         from imagepipe.convert import probe_image
+        from imagepipe.tools import qemu_img
 
         source = inputs["source"]
         assert source.path is not None
@@ -58,8 +59,8 @@ class BaseImageStage(Stage):
             raise InputError(f"disk.size {o.size} is smaller than the source image ({vsize})",
                              "images are never shrunk; raise disk.size or remove it")
         out = ctx.workdir / "base.qcow2"
-        ctx.run(["qemu-img", "convert", "-f", driver, "-O", "qcow2", str(source.path),
-                 str(out)], timeout=3600)
-        ctx.run(["qemu-img", "resize", "-f", "qcow2", str(out), str(o.size)], timeout=600)
+        ctx.run(qemu_img.convert_argv(source.path, out, fmt=driver, out_fmt="qcow2"),
+                timeout=3600)
+        ctx.run(qemu_img.resize_argv(out, fmt="qcow2", size=o.size), timeout=600)
         return Artifact(path=out, kind="image", format="qcow2",
                         metadata={**meta, "resized_to": o.size})

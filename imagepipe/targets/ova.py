@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imagepipe.convert.durable import fsync_path
 from imagepipe.convert.report import ImageReport, file_sha256
 from imagepipe.errors import ImageError, ImagepipeError, InputError
 from imagepipe.tools import qemu_img
@@ -142,15 +143,10 @@ def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: i
                 ti.mode = 0o644
                 with open(p, "rb") as f:
                     tar.addfile(ti, f)
-        with open(out, "rb+") as f:
-            os.fsync(f.fileno())
+        fsync_path(out)
         sha = file_sha256(out)
         os.replace(out, dst)
-    dfd = os.open(dst.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fsync_path(dst.parent)
     st = dst.stat()
     return ImageReport(path=dst, format="ova", subformat="streamOptimized",
                        virtual_size=capacity, file_size=st.st_size,

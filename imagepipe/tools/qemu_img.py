@@ -119,6 +119,11 @@ def create_argv(path: PathLike, *, fmt: str, size: int,
     return [*argv, str(path), str(size)]
 
 
+def resize_argv(path: PathLike, *, fmt: str, size: int) -> list[str]:
+    """`qemu-img resize` argv (grow only: callers refuse a smaller size before calling)."""
+    return [QEMU_IMG, "resize", "-f", fmt, str(path), str(size)]
+
+
 def convert_argv(src: PathLike, dst: PathLike, *, fmt: str, out_fmt: str,
                  options: Mapping[str, str] | None = None, compress: bool = False,
                  progress: bool = False, no_create: bool = False,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe.testing.ovirt_engine.xmlio import Fault, as_bool, as_int, require
+from imagepipe.tools import qemu_img
 from imagepipe.tools.run import run
 
 API = "/ovirt-engine/api"
@@ -249,10 +250,8 @@ class Core:
         path.parent.mkdir(parents=True)
         driver = "qcow2" if fmt == "cow" else "raw"
         if source is None:
-            argv = ["qemu-img", "create", "-q", "-f", driver]
-            if fmt == "raw" and not sparse:
-                argv += ["-o", "preallocation=falloc"]
-            run([*argv, str(path), str(size)], timeout=60)
+            prealloc = {"preallocation": "falloc"} if fmt == "raw" and not sparse else None
+            run(qemu_img.create_argv(path, fmt=driver, size=size, options=prealloc), timeout=60)
         disk = {**ref("disks", disk_id), "name": name, "alias": name, "description": description,
                 "format": fmt, "provisioned_size": size,
                 "initial_size": initial_size if fmt == "cow" else None,

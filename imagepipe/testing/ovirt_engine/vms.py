@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagepipe.testing.ovirt_engine.state import API, BLANK_ID, Faults, new_id, now_text, ref
 from imagepipe.testing.ovirt_engine.xmlio import Fault, as_bool, as_int, require
+from imagepipe.tools import qemu_img
 from imagepipe.tools.run import run
 
 
@@ -192,8 +193,8 @@ class VmsMixin:
                                        size=disk["provisioned_size"], sparse=disk["sparse"],
                                        content_type=disk["content_type"], source=disk["_path"])
                 new["_ready_at"] = None
-            result = run(["qemu-img", "convert", "-f", disk["_driver"], "-O", new["_driver"],
-                          str(disk["_path"]), str(new["_path"])], check=False, timeout=3600)
+            result = run(qemu_img.convert_argv(disk["_path"], new["_path"], fmt=disk["_driver"],
+                                               out_fmt=new["_driver"]), check=False, timeout=3600)
             failed = failed or result.returncode != 0
             if tpl["_sealed"] and self.virt_sysprep and not failed:
                 failed = not self._sysprep(tpl, new)
