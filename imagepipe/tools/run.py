@@ -15,6 +15,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from imagepipe.errors import TimeoutExpired, ToolError, ToolMissingError
 
@@ -90,11 +91,11 @@ def run(
         else:
             out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        stop_process(proc)
         raise TimeoutExpired(
             f"command timed out after {timeout:.0f}s: {shlex.join(argv)}") from None
     except BaseException:
-        _kill_group(proc)
+        stop_process(proc)
         raise
     result = Result(argv, proc.returncode, out or "", err or "")
     if check and proc.returncode != 0:
@@ -128,11 +129,18 @@ def _stream(
     return "".join(out_lines), "".join(err_chunks)
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    """Terminate, wait briefly, then kill the child's whole process group."""
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+def stop_process(proc: subprocess.Popen[Any], *, term_wait: float = 5.0,
+                 group: bool = True) -> None:
+    """SIGTERM, wait up to `term_wait` s, then SIGKILL (and wait up to 5 s).
+
+    `group` signals the child's whole process group (children started with
+    start_new_session=True lead one), so no helper it forked is leaked. Also used to stop
+    long-lived daemons a context manager started with Popen (qemu-nbd, ovirt-imageio).
+    """
+    send = os.killpg if group else os.kill
+    for sig, wait in ((signal.SIGTERM, term_wait), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(proc.pid, sig)
+            send(proc.pid, sig)
         except ProcessLookupError:
             return
         try:

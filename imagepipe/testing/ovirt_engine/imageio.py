@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe.testing.ovirt_engine.pki import Pki
+from imagepipe.tools.run import stop_process
 
 _LISTENING = re.compile(r"listening on \('127\.0\.0\.1', (\d+)\)")
 
@@ -137,16 +136,7 @@ formatter = long
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.kill(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process(proc, term_wait=10.0, group=False)
 
     @property
     def pid(self) -> int | None:

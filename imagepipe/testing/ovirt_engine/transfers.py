@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from imagepipe.testing.ovirt_engine.imageio import DaemonError, ImageioDaemon
 from imagepipe.testing.ovirt_engine.state import Faults, new_id, ref
 from imagepipe.testing.ovirt_engine.xmlio import Fault, as_int
-from imagepipe.tools.run import run
+from imagepipe.tools import qemu_img
+from imagepipe.tools.run import run, stop_process
 
 MiB = 1 << 20
 ACTIONS = ("finalize", "cancel", "pause", "resume", "extend")
@@ -250,12 +249,7 @@ class TransfersMixin:
         proc: subprocess.Popen[bytes] | None = t.get("_nbd")
         if proc is not None:
             if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                stop_process(proc, term_wait=10.0, group=False)
             if proc.stderr:
                 proc.stderr.close()
             t["_nbd"] = None
@@ -270,10 +264,10 @@ class TransfersMixin:
         faults = self.faults
         ok = not (faults.take("verify_fail") or faults.take("disk_illegal_at_finalize"))
         if ok:
-            info = run(["qemu-img", "info", "--output=json", str(disk["_path"])], check=False)
+            info = run(qemu_img.info_argv(disk["_path"]), check=False)
             ok = info.returncode == 0 and f'"format": "{disk["_driver"]}"' in info.stdout
             if ok and disk["_driver"] == "qcow2":
-                ok = run(["qemu-img", "check", "-q", "-f", "qcow2", str(disk["_path"])],
+                ok = run(qemu_img.check_argv(disk["_path"], fmt="qcow2"),
                          check=False).returncode == 0
         if ok:
             disk["status"] = "ok"
