@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from imagepipe import sizes
 from imagepipe.errors import ImagepipeError, Problem
 from imagepipe.recipe import model as m
 from imagepipe.recipe.schema import (
@@ -27,16 +28,13 @@ from imagepipe.recipe.schema import (
 from imagepipe.recipe.yaml_marks import Doc, Key, problem
 
 BAD = object()  # a value that failed its check (its problem is already recorded)
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 def parse_size(text: str) -> int | None:
     """'8G' -> 8 GiB, '512M', '1.5G', '4096' (bytes); None if it is not a size."""
     if not re.match(SIZE_PATTERN, text):
         return None
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    num, unit = (t[:-1], t[-1]) if t and t[-1] in _UNITS else (t, "")
-    return int(float(num.strip()) * _UNITS[unit])
+    return sizes.parse_size(text)
 
 
 def type_name(value: Any) -> str:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagepipe import sizes
 from imagepipe.errors import InputError
 from imagepipe.store import Store, hash_file
 from imagepipe.store.locks import try_flock
@@ -159,19 +160,13 @@ def gc(store: Store, max_size: int, *, dry_run: bool = False) -> tuple[list[Entr
     return removed, held
 
 
-_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
 def parse_size(text: str) -> int:
     """'20G', '512M', '1024' -> bytes (binary units; a trailing 'iB'/'B' is accepted)."""
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    num, unit = (t[:-1], t[-1]) if t and t[-1] in _UNITS else (t, "")
     try:
-        value = float(num)
+        return sizes.parse_size(text)
     except ValueError:
         raise InputError(f"bad size {text!r}", "use a number with K, M, G or T, e.g. 20G") \
             from None
-    return int(value * _UNITS[unit])
 
 
 def human(n: float) -> str:
