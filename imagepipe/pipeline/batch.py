@@ -70,6 +70,9 @@ def _one(recipe: Path, build_args: list[str], log_dir: Path | None) -> BatchResu
     argv = [sys.executable, "-m", "imagepipe", "--json", "build", str(recipe), *build_args]
     ui.info(f"build {recipe}" + (f" (log: {log})" if log else ""))
     start = time.monotonic()
+    # Not tools.run.run(): that starts a new session, so the terminal's Ctrl-C would not reach
+    # the child builds (they run from worker threads, which never see KeyboardInterrupt to
+    # kill them). In our process group each child gets SIGINT and cleans up after itself.
     if log is None:
         argv.remove("--json")
         proc = subprocess.run(argv + ["--dry-run"], stdout=subprocess.PIPE, text=True)
