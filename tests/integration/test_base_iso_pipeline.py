@@ -67,3 +67,23 @@ def test_iso_install_timeout_fails_the_build(http_server, http_root: Path,  # no
         build(recipe, BuildOptions(store=tmp_path / "store"))
     logs = list((tmp_path / "store" / "builds" / "isotest").rglob("install-console.log"))
     assert logs and "installer: waiting forever" in logs[0].read_text()
+
+
+def test_failed_boot_test_fails_the_build_before_publish(http_server, http_root: Path,  # noqa: F811
+                                                         tmp_path: Path) -> None:
+    from imagepipe.boottest import BootTestFailed
+    from imagepipe.pipeline import BuildOptions, build
+    from imagepipe.tools import qemu_img
+    from tests.integration.pipeline_helpers import image_recipe
+
+    blank = http_root / "blank.qcow2"
+    qemu_img.create(blank, "qcow2", 16 * 1024**2)
+    recipe = image_recipe(tmp_path, f"{http_server.url}/blank.qcow2", sha256(blank),
+                          name="noboot", test=m.Test(boot=m.BootTest(
+                              timeout=15, memory=256 * 1024**2, cpus=1,
+                              http=(m.HttpCheck(80, "/", 200),))))
+    with pytest.raises(BootTestFailed, match="boot test failed: login"):
+        build(recipe, BuildOptions(store=tmp_path / "store"))
+    assert not (tmp_path / "templates").exists()  # publish.local never ran
+    logs = list((tmp_path / "store" / "builds" / "noboot").rglob("console-*.log"))
+    assert len(logs) == 1  # kept for the post-mortem
