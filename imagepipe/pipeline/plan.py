@@ -2,11 +2,12 @@
 
 The graph is fixed by the recipe's shape (osbuild's lesson: a pipeline is data, not code paths):
 
-    fetch -> base.(image|iso|bootstrap) -> guest -> convert.<fmt> ... -> test.boot
+    fetch -> base.(image|iso|bootstrap) -> guest -> convert.<fmt> ... + test.boot
           -> publish.ovirt -> publish.local
 
-Stages are grouped in levels; the stages of one level are independent (the converts) and run in
-parallel. A stage the recipe needs but whose module is missing fails the plan, naming it.
+Stages are grouped in levels; the stages of one level are independent (the converts and the
+boot test, which all read the sealed image) and run in parallel. A stage the recipe needs but
+whose module is missing fails the plan, naming it.
 """
 
 from __future__ import annotations
@@ -67,11 +68,14 @@ def make_plan(recipe: Recipe) -> list[list[Node]]:
             levels.append([guest])
             image = guest.id
     converts = _converts(recipe, image)
-    levels.append(converts)
+    # The boot test needs only the sealed image, not the converted outputs, so it runs beside
+    # the converts (the critical path of a build); publish still waits for both.
+    level = list(converts)
     if recipe.test.boot is not None:
         test = _node("test.boot", recipe, inputs={"image": image})
         if test is not None:
-            levels.append([test])
+            level.append(test)
+    levels.append(level)
     outputs = {f"output.{i}": n.id for i, n in enumerate(converts)}
     for target in ("ovirt", "local"):
         if getattr(recipe.publish, target) is not None:

@@ -32,6 +32,10 @@ class BootTestStage(Stage):
     inputs = ("image",)
     tools = ("qemu-system-x86_64",)
 
+    def cost_hint(self) -> float:
+        """A TCG boot to HTTP takes a minute or more, longer than any convert: start it first."""
+        return 100.0
+
     @classmethod
     def options_from_recipe(cls, recipe: Recipe) -> BootTestOptions | None:
         boot = recipe.test.boot

@@ -170,3 +170,21 @@ def test_slow_converts_are_started_first() -> None:
     slow = ConvertStage(ConvertOptions(format="vmdk", preset="vsphere"))
     zstd = ConvertStage(ConvertOptions(format="qcow2", compress=True))
     assert slow.cost_hint() > fast.cost_hint() and zstd.cost_hint() > fast.cost_hint()
+
+
+def test_boot_test_runs_beside_the_converts_and_before_publish() -> None:
+    from imagepipe.pipeline.plan import make_plan
+
+    src = m.Source(image=m.ImageSource(url="file:///x", checksum="sha256:" + "a" * 64))
+    recipe = m.Recipe(name="n", description="d", path=Path("/r.yaml"), source=src,
+                      seal=m.Seal(operations="none"),
+                      outputs=(m.Output(format="qcow2"), m.Output(format="vmdk")),
+                      test=m.Test(boot=m.BootTest(http=(m.HttpCheck(),))))
+    levels = [[n.id for n in level] for level in make_plan(recipe)]
+    both = next(level for level in levels if "test.boot" in level)
+    assert set(both) == {"convert.qcow2", "convert.vmdk", "test.boot"}
+    assert levels.index(both) < levels.index(["publish.local"])
+    boot = next(n for level in make_plan(recipe) for n in level if n.id == "test.boot")
+    assert boot.inputs == {"image": "base.image"}
+    assert boot.stage.cost_hint() > max(n.stage.cost_hint() for level in make_plan(recipe)
+                                        for n in level if n.id.startswith("convert"))
