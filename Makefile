@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 RECIPE ?= httpd
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=15
 BENCH ?=  # e.g. make bench BENCH=convert (default: every benchmarks/bench_*.py)
 export DEBIAN_FRONTEND := noninteractive
 
