@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import ui
+from imagepipe.durable import publish
 from imagepipe.errors import ImagepipeError, InputError, ToolError
 from imagepipe.recipe.model import BootstrapSource
 from imagepipe.rootfs_disk import DiskTooSmall, build_bootstrap_disk  # the agreed name: here
@@ -185,9 +186,7 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
         res = run(mmdebstrap_argv(src, mirror, tmp), timeout=timeout, check=False)
         if res.returncode != 0:
             raise _mmdebstrap_error(res.argv, res.returncode, res.stderr + res.stdout, mirror)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+        publish(tmp, out, force=True)
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

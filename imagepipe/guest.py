@@ -114,16 +114,12 @@ def working_copy(src: Path, out: Path | None, *, in_place: bool = False) -> Iter
         raise InputError(f"-o {out} is the input image", "use --in-place to modify it")
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
+        from imagepipe.durable import publish
         from imagepipe.tools.run import run
 
         run(["cp", "--sparse=always", "--reflink=auto", str(src), str(tmp)])
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.replace(out)
+        publish(tmp, out, force=True)
     finally:
         if tmp.exists():
             tmp.unlink()

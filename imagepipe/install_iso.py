@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import ui
+from imagepipe.durable import publish
 from imagepipe.errors import ImagepipeError, InputError, TimeoutExpired
 from imagepipe.recipe.model import IsoInstall
 from imagepipe.tools import qemu_img
@@ -132,7 +133,7 @@ def remaster_iso(src: Path, out: Path, *, files: Mapping[str, bytes], args: str)
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         try:
             iso.write(str(tmp))
-            os.replace(tmp, out)
+            publish(tmp, out, force=True)
         finally:
             tmp.unlink(missing_ok=True)
     finally:
@@ -223,7 +224,7 @@ def install_from_iso(iso: Path, out: Path, *, install: IsoInstall, size: int | N
         if int(qemu_img.info(disk, "qcow2").get("actual-size", 0)) <= empty_size:
             raise InstallFailed("the installer powered off without writing to the disk",
                                 f"see the console log {console_log}")
-        os.replace(disk, out)
+        publish(disk, out, force=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"iso": str(iso), "patched": patched, "answer_files": sorted(answer_files(install)),

@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imagepipe.durable import publish
+
 if TYPE_CHECKING:
     from imagepipe.tools.guestfs import GuestSession
 
@@ -61,9 +63,7 @@ def build_seed_iso(
     try:
         with open(tmp, "wb") as f:
             iso.write_fp(f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(out)
+        publish(tmp, out, force=True)
     finally:
         iso.close()
         tmp.unlink(missing_ok=True)

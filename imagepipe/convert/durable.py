@@ -9,14 +9,14 @@ qemu-img) overlaps the two, so the final fsync has almost nothing left to do.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from imagepipe.errors import InputError
+# The general helpers moved to imagepipe.durable; re-exported so existing imports keep working.
+from imagepipe.durable import fsync_path, publish, unlink_quietly
 
 SYNC_FILE_RANGE_WRITE = 2
 INTERVAL = 0.25
@@ -73,33 +73,4 @@ class EarlyWriteback:
                 os.close(fd)
 
 
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def publish(tmp: Path, dst: Path, force: bool) -> None:
-    """fsync the file, move it to DST without clobbering (unless force), fsync the directory."""
-    fsync_path(tmp)
-    if force:
-        os.replace(tmp, dst)
-    else:
-        try:
-            os.link(tmp, dst)  # fails if DST appeared meanwhile: never clobber
-        except FileExistsError:
-            raise InputError(f"{dst}: already exists", "pass --force to replace it") from None
-        except OSError:  # a filesystem without hard links
-            if dst.exists():
-                raise InputError(f"{dst}: already exists", "pass --force") from None
-            os.rename(tmp, dst)
-        else:
-            os.unlink(tmp)
-    fsync_path(dst.parent)
-
-
-def unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+__all__ = ["EarlyWriteback", "fsync_path", "publish", "unlink_quietly"]

@@ -1,0 +1,48 @@
+"""Writing a file so a crash never leaves a half-written output under the final name.
+
+Why one module: every command that produces a file (convert, guest -o, bootstrap, the rootfs
+disk, the NoCloud seed ISO, the remastered installer ISO, the store) must write a temp
+sibling, fsync it, rename it into place and fsync the directory. The order matters and is easy
+to get subtly wrong, so it lives here once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from imagepipe.errors import InputError
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory by path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(tmp: Path, dst: Path, force: bool) -> None:
+    """fsync the file, move it to DST without clobbering (unless force), fsync the directory."""
+    fsync_path(tmp)
+    if force:
+        os.replace(tmp, dst)
+    else:
+        try:
+            os.link(tmp, dst)  # fails if DST appeared meanwhile: never clobber
+        except FileExistsError:
+            raise InputError(f"{dst}: already exists", "pass --force to replace it") from None
+        except OSError:  # a filesystem without hard links
+            if dst.exists():
+                raise InputError(f"{dst}: already exists", "pass --force") from None
+            os.rename(tmp, dst)
+        else:
+            os.unlink(tmp)
+    fsync_path(dst.parent)
+
+
+def unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
