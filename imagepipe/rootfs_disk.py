@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import ui
+from imagepipe.durable import publish
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.tools.run import run
 
@@ -182,9 +183,7 @@ def build_bootstrap_disk(tarball: Path, out: Path, *, size: int | None = None,
         else:
             with _guestfs(tmp) as g:
                 record = _disk_via_guestfs(g, tarball, distro, kernel_args)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+        publish(tmp, out, force=True)
     finally:
         tmp.unlink(missing_ok=True)
     return {**record, "size": size, "rootfs_bytes": stats.data_bytes, "files": stats.files,
@@ -195,17 +194,10 @@ def build_bootstrap_disk(tarball: Path, out: Path, *, size: int | None = None,
 def _guestfs(disk: Path) -> Iterator[Any]:
     """A libguestfs handle on a raw `disk` with no OS yet (GuestSession inspects, so it cannot
     open a blank disk), with the accel decision's backend settings, always closed."""
-    import guestfs
+    from imagepipe.tools.guestfs import new_handle
 
-    from imagepipe.tools.accel import guestfs_env
-
-    env = guestfs_env()
-    g = guestfs.GuestFS(python_return_dict=True)
+    g = new_handle()
     try:
-        # The handle's own setters, not os.environ: nothing leaks into other threads.
-        g.set_backend(env.get("LIBGUESTFS_BACKEND", "direct"))
-        settings = env.get("LIBGUESTFS_BACKEND_SETTINGS", "")
-        g.set_backend_settings(settings.split(":") if settings else [])
         g.add_drive_opts(str(disk), format="raw", readonly=False)
         g.launch()
         yield g

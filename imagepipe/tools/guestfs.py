@@ -9,7 +9,6 @@ copy or overlay (see `working_copy`) so the input is never modified unless the u
 
 from __future__ import annotations
 
-import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,27 @@ class GuestCommandError(ImagepipeError):
         self.output = output
 
 
+def new_handle(accel: str | None = None) -> Any:
+    """A libguestfs handle with the accel decision's backend (direct; force_tcg when KVM is
+    unusable). Why the handle's own setters and not os.environ: nothing leaks into other
+    threads, and every caller (GuestSession, the blank-disk writer in rootfs_disk) gets the
+    same settings from one place."""
+    import guestfs
+
+    from imagepipe.tools.accel import guestfs_env
+
+    env = guestfs_env(accel)
+    g = guestfs.GuestFS(python_return_dict=True)
+    try:
+        g.set_backend(env.get("LIBGUESTFS_BACKEND", "direct"))
+        settings = env.get("LIBGUESTFS_BACKEND_SETTINGS", "")
+        g.set_backend_settings(settings.split(":") if settings else [])
+    except BaseException:
+        g.close()
+        raise
+    return g
+
+
 class GuestSession:
     """Context manager: launch, inspect, mount by inspection; close on exit no matter what."""
 
@@ -65,32 +85,18 @@ class GuestSession:
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> GuestSession:
-        import guestfs
-
-        from imagepipe.tools.accel import guestfs_env
-
-        env = guestfs_env(self.accel)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # libguestfs reads its backend at handle creation and launch
+        self.g = new_handle(self.accel)
         try:
-            self.g = guestfs.GuestFS(python_return_dict=True)
-            try:
-                opts: dict[str, Any] = {"readonly": self.readonly}
-                if self.fmt:
-                    opts["format"] = self.fmt
-                self.g.add_drive_opts(str(self.image), **opts)
-                self.g.set_network(self.network)
-                self.g.launch()
-                self._inspect_and_mount()
-            except BaseException:
-                self._close()
-                raise
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            opts: dict[str, Any] = {"readonly": self.readonly}
+            if self.fmt:
+                opts["format"] = self.fmt
+            self.g.add_drive_opts(str(self.image), **opts)
+            self.g.set_network(self.network)
+            self.g.launch()
+            self._inspect_and_mount()
+        except BaseException:
+            self._close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
