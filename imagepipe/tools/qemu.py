@@ -16,9 +16,7 @@ Why this shape:
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
 import tempfile
 import time
@@ -30,7 +28,7 @@ from typing import Any
 
 from imagepipe.errors import ImagepipeError, TimeoutExpired
 from imagepipe.tools import qemu_img
-from imagepipe.tools.run import run
+from imagepipe.tools.run import run, stop_pid
 
 QEMU = "qemu-system-x86_64"
 
@@ -299,16 +297,7 @@ def _alive(pid: int) -> bool:
 
 def kill_qemu(pid: int, grace: float = 5) -> None:
     """SIGTERM, wait `grace` seconds, then SIGKILL; only if `pid` is still our qemu."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        if not _alive(pid):
-            return
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.1)
+    stop_pid(pid, _alive, term_wait=grace)
 
 
 def _unlink(path: Path) -> None:

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -148,3 +149,22 @@ def stop_process(proc: subprocess.Popen[Any], *, term_wait: float = 5.0,
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def stop_pid(pid: int, alive: Callable[[int], bool], *, term_wait: float = 5.0) -> None:
+    """stop_process for a process we did not start as a child (e.g. a daemonized qemu known
+    only by its pidfile): SIGTERM, poll `alive` up to `term_wait` s, then SIGKILL (5 s).
+
+    `alive(pid)` must also say whether the pid is still *ours* (pids are reused), so a stale
+    pid is never signalled.
+    """
+    for sig, wait in ((signal.SIGTERM, term_wait), (signal.SIGKILL, 5.0)):
+        if not alive(pid):
+            return
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and alive(pid):
+            time.sleep(0.1)
