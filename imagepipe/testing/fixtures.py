@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from imagepipe.sizes import parse_size
+
 OS_RELEASE = """PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
 NAME="Debian GNU/Linux"
 VERSION_ID="12"
@@ -30,16 +32,6 @@ BASE_FILES: dict[str, str] = {
     "etc/shadow": "root:*:19000:0:99999:7:::\n",
     "etc/group": "root:x:0:\n",
 }
-
-_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
-
-
-def parse_size(size: str) -> int:
-    size = size.strip().upper()
-    if size[-1:] in _UNITS:
-        return int(float(size[:-1]) * _UNITS[size[-1]])
-    return int(size)
-
 
 def _write_tree(root: Path, files: Mapping[str, bytes | str], busybox: bool) -> None:
     for d in ("usr/bin", "usr/sbin", "usr/lib", "tmp", "var/tmp", "root", "var/lib", "var/log",
