@@ -128,3 +128,12 @@ def test_ssh_fingerprint_matches_ssh_keygen(tmp_path: Path) -> None:
                               text=True, check=True).stdout.split()[1]
     assert boottest.ssh_fingerprint((tmp_path / "k.pub").read_text()) == expected
     assert boottest.ssh_fingerprint("garbage") is None
+
+
+def test_login_prompt_found_when_console_output_shares_its_line() -> None:
+    """Seen in a real boot: the seed's identity line landed on getty's prompt line."""
+    from imagepipe.boottest import LOGIN
+
+    assert LOGIN.search("Debian GNU/Linux 12 localhost ttyS0\n\nlocalhost login: ")
+    assert LOGIN.search("localhost login: IMAGEPIPE-BOOTTEST-be95 hostkey=SHA256:yYj+q\n")
+    assert not LOGIN.search("Starting systemd-logind.service - User Login Management...\n")
