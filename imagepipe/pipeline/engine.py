@@ -30,6 +30,7 @@ from imagepipe.pipeline.plan import Node
 from imagepipe.recipe.model import Recipe
 from imagepipe.stages.base import Artifact, StageContext, hash_json
 from imagepipe.store import Store
+from imagepipe.tools.run import CANCEL
 
 
 class StageFailed(ImagepipeError):
@@ -126,6 +127,7 @@ class Engine:
             self.records[len(self.records) - len(done):] = sorted(done, key=lambda r: order[r.id])
 
     def _parallel(self, todo: list[tuple[Node, dict[str, Artifact], dict[str, Any], str]]) -> None:
+        CANCEL.clear()  # a previous interrupted build in this process must not cancel this one
         pool = ThreadPoolExecutor(max_workers=max(1, min(self.jobs, len(todo))),
                                   thread_name_prefix="stage")
         ordered = sorted(todo, key=lambda item: -item[0].stage.cost_hint())  # longest first
@@ -138,6 +140,7 @@ class Engine:
         except BaseException:
             for f in futures:
                 f.cancel()
+            CANCEL.set()  # stages waiting on a VM in worker threads stop now, not at timeout
             kill_child_groups()
             pool.shutdown(wait=True)
             raise

@@ -28,7 +28,7 @@ from typing import Any
 
 from imagepipe.errors import ImagepipeError, TimeoutExpired
 from imagepipe.tools import qemu_img
-from imagepipe.tools.run import run, stop_pid
+from imagepipe.tools.run import run, sleep_or_cancel, stop_pid
 
 QEMU = "qemu-system-x86_64"
 
@@ -195,7 +195,7 @@ class VM:
         while time.monotonic() < deadline:
             if not self.running():
                 return True
-            time.sleep(0.5)
+            sleep_or_cancel(0.5)
         return not self.running()
 
     def powerdown(self, timeout: float = 60) -> bool:
@@ -244,7 +244,7 @@ class VM:
                 raise TimeoutExpired(
                     f"the console did not show {rx.pattern!r} within {timeout:.0f}s",
                     f"see the console log {self.console_log}")
-            time.sleep(0.5)
+            sleep_or_cancel(0.5)
 
 
 # ---- helpers -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,18 @@ PACKAGES = {
     "sfdisk": "fdisk",
     "mkfs.ext4": "e2fsprogs",
 }
+
+
+CANCEL = threading.Event()
+"""Set when the process is being interrupted (Ctrl-C, SIGTERM). Signals reach only the main
+thread, so long waits in worker threads (a boot test, an unattended install) poll this instead
+of sleeping blindly until their own timeout."""
+
+
+def sleep_or_cancel(seconds: float) -> None:
+    """`time.sleep` that raises KeyboardInterrupt at once when CANCEL is set."""
+    if CANCEL.wait(seconds):
+        raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)
