@@ -12,7 +12,8 @@ export DEBIAN_FRONTEND := noninteractive
 APT_PACKAGES := qemu-utils qemu-system-x86 qemu-system-data libguestfs-tools python3-guestfs \
 	linux-image-amd64 extlinux syslinux-common mmdebstrap cloud-init busybox-static \
 	python3-venv python3-dev gcc libxml2-dev libcurl4-openssl-dev libssl-dev fdisk e2fsprogs \
-	xz-utils zstd bzip2 curl openssl genisoimage isolinux
+	xz-utils zstd bzip2 curl openssl genisoimage isolinux \
+	ovmf dosfstools gpg apt-utils dpkg-dev redis-server
 
 .PHONY: setup image test test-fast bench lint clean
 
@@ -28,7 +29,7 @@ $(STAMP): pyproject.toml Makefile
 	fi
 	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,farm,sbom]'
 	@touch $(STAMP)
 
 image: setup

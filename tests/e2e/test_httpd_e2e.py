@@ -13,15 +13,13 @@ keep it across runs, so a second `make test` reuses the bootstrap tarball).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from imagepipe import bootstrap
 from imagepipe.tools import qemu_img
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.qemu, pytest.mark.guestfs]
 
@@ -39,29 +37,13 @@ def _result(stdout: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def recipe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the httpd recipe (its relative paths intact) so the template store it
-    publishes to is private to this run."""
-    mirror = bootstrap.host_mirror("debian")
-    try:
-        bootstrap.check_mirror(mirror, "bookworm", timeout=15)
-    except bootstrap.MirrorError as exc:
-        pytest.skip(f"the Debian mirror is unreachable, cannot bootstrap: {exc}")
-    d = tmp_path_factory.mktemp("httpd-recipe")
-    shutil.copy2(REPO / "recipes" / "httpd.yaml", d / "httpd.yaml")
-    for sub in ("httpd", "base"):  # the cloud-config and the recipe it extends
-        shutil.copytree(REPO / "recipes" / sub, d / sub)
-    return d
+def recipe_dir(httpd_recipe_dir: Path) -> Path:
+    return httpd_recipe_dir
 
 
 @pytest.fixture(scope="module")
-def build(recipe_dir: Path, shared_store: Path) -> dict[str, Any]:
-    res = run_cli("--json", "build", str(recipe_dir / "httpd.yaml"), "--store",
-                  str(shared_store), cwd=recipe_dir, timeout=1800)
-    assert res.returncode == 0, f"build failed:\n{res.stderr[-4000:]}"
-    result = _result(res.stdout)
-    manifest = json.loads(Path(result["manifest"]).read_text())
-    return {"result": result, "manifest": manifest, "stderr": res.stderr}
+def build(httpd_build: dict[str, Any]) -> dict[str, Any]:
+    return httpd_build
 
 
 def _stage(manifest: dict[str, Any], stage_id: str) -> dict[str, Any]:
