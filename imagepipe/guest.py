@@ -54,6 +54,7 @@ def run_guest_work(
     copy). Returns the manifest record."""
     from imagepipe.cloudinit.seed import inject_seed
     from imagepipe.customize import customize
+    from imagepipe.inventory.packages import read_packages
     from imagepipe.seal import select
     from imagepipe.seal.lints import run_lints
     from imagepipe.seal.run import seal, verify
@@ -80,6 +81,8 @@ def run_guest_work(
             allow_password=recipe.seal.allow_password,
         )
         record["verification"] = verify(session, sealed["operations"])
+        # Last, from the sealed guest: what VMs made from this image will really run.
+        record["inventory"] = read_packages(session)
     return record
 
 

@@ -83,8 +83,11 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
 
     recs = list(records)
     sources, publish, warn = [], {}, list(warnings)
+    inventory: dict[str, Any] = {}
     for r in recs:
         meta = dict(r.artifact.metadata) if r.artifact else {}
+        if r.stage == "guest" and isinstance(meta.get("inventory"), Mapping):
+            inventory = dict(meta["inventory"])
         if r.stage == "fetch":
             sources.append({"url": meta.get("url"), "mirrors": meta.get("mirrors", []),
                             "digest": meta.get("digest"),
@@ -98,6 +101,12 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
                             "rootfs_tarball": meta.get("rootfs_tarball")})
         if r.stage.startswith("publish.") and r.artifact is not None:
             publish[r.stage.split(".", 1)[1]] = redact(meta)
+    stages = [r.to_json() for r in recs]
+    for st in stages:  # the package list is shown once, at the top level
+        inv = st["record"].get("inventory") if isinstance(st["record"], dict) else None
+        if isinstance(inv, dict):
+            inv.pop("packages", None)
+    packages = inventory.pop("packages", None)
     return redact({
         "manifest_version": MANIFEST_VERSION,
         "recipe": {"name": recipe.name, "path": str(recipe.path), "sha256": recipe_sha256,
@@ -108,19 +117,27 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
         "seconds": round(time.time() - started, 3),
         "build_dir": str(build_dir),
         "tools": dict(sorted(tools.items())),
-        "stages": [r.to_json() for r in recs],
+        "stages": stages,
         "outputs": [output_entry(r) for r in recs
                     if r.stage == "convert" and r.artifact is not None],
         "sources": sources,
         "warnings": warn,
         "publish": publish,
+        # what the sealed image contains (guest stage), [] unknown without one
+        "inventory": inventory or None,
+        "packages": packages,
     })
 
 
-def sha256sums(manifest: Mapping[str, Any]) -> str:
-    """GNU `sha256sum` format for the outputs (by file name, as they sit side by side)."""
-    return "".join(f"{o['sha256']}  {Path(o['path']).name}\n"
-                   for o in manifest.get("outputs", []) if o.get("sha256"))
+def sha256sums(manifest: Mapping[str, Any], extra: Iterable[Path] = ()) -> str:
+    """GNU `sha256sum` format for the outputs (by file name, as they sit side by side), plus
+    `extra` files (the SBOM) hashed here."""
+    from imagepipe.hashing import file_digest
+
+    lines = [f"{o['sha256']}  {Path(o['path']).name}\n"
+             for o in manifest.get("outputs", []) if o.get("sha256")]
+    lines += [f"{file_digest(p)}  {p.name}\n" for p in extra]
+    return "".join(lines)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -129,10 +146,31 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def write(build_dir: Path, manifest: Mapping[str, Any]) -> Path:
-    """manifest.json + SHA256SUMS into the build directory; returns the manifest path."""
+def write_sbom(directory: Path, manifest: dict[str, Any]) -> list[Path]:
+    """`sbom.spdx.json` beside the manifest when the build has an inventory; the SPDX
+    validator's verdict (when spdx-tools is installed) goes into `manifest["sbom"]`."""
+    from imagepipe.inventory.spdx import validate
+    from imagepipe.inventory.spdx import write_sbom as write_doc
+
+    path = write_doc(directory, manifest)
+    if path is None:
+        return []
+    errors = validate(path)
+    manifest["sbom"] = {"file": path.name, "format": "SPDX-2.3 JSON",
+                        "validated_by": None if errors is None else "spdx-tools",
+                        "errors": errors or []}
+    if errors:
+        manifest.setdefault("warnings", []).append(
+            f"{path.name} does not validate: {'; '.join(errors[:3])}")
+    return [path]
+
+
+def write(build_dir: Path, manifest: dict[str, Any]) -> Path:
+    """manifest.json, sbom.spdx.json (with an inventory) and SHA256SUMS into the build
+    directory; returns the manifest path."""
+    extra = write_sbom(build_dir, manifest)
     path = build_dir / "manifest.json"
     write_json_atomic(path, manifest)
     sums = build_dir / "SHA256SUMS"
-    sums.write_text(sha256sums(manifest))
+    sums.write_text(sha256sums(manifest, extra))
     return path

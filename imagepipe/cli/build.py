@@ -108,7 +108,8 @@ def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,
     results = run_all(recipes, jobs=n, build_args=args, log_dir=log_dir)
     ui.result(summary(results), results=[
         {"recipe": str(r.recipe), "ok": r.ok, "seconds": round(r.seconds, 3), "rerun": r.rerun,
-         "outputs": r.outputs, "error": r.error, "log": str(r.log)} for r in results])
+         "outputs": r.outputs, "error": r.error, "log": str(r.log),
+         "published": r.published, "changes": r.changes} for r in results])
     failed = [r.recipe.name for r in results if not r.ok]
     if failed:
         raise ImagepipeError(f"{len(failed)} of {len(results)} recipes failed: "

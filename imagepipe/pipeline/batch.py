@@ -31,6 +31,8 @@ class BatchResult:
     outputs: list[str] = field(default_factory=list)
     error: str = ""
     log: Path | None = None
+    published: str | None = None  # the new local version, None when nothing was published
+    changes: dict[str, Any] | None = None  # package changes vs the previous version
 
 
 def discover(root: Path) -> list[Path]:
@@ -95,10 +97,13 @@ def _one(recipe: Path, build_args: list[str], log_dir: Path | None) -> BatchResu
     if not ok and not error:
         error = f"exit code {proc.returncode}"
     ui.info(f"{'done' if ok else 'FAILED'} {recipe.name} in {seconds:.1f}s")
+    local = (result.get("publish") or {}).get("local") or {}
+    published = local.get("version") if local and not local.get("unchanged") else None
     return BatchResult(recipe, ok, seconds, result.get("rerun_count"),
                        result.get("stage_count"),
                        [o.get("path", "") for o in result.get("outputs", [])],
-                       error.splitlines()[0] if error else "", log)
+                       error.splitlines()[0] if error else "", log, published,
+                       local.get("changes") if published else None)
 
 
 def summary(results: list[BatchResult]) -> str:
@@ -112,4 +117,25 @@ def summary(results: list[BatchResult]) -> str:
              for row in rows]
     failed = sum(not r.ok for r in results)
     lines.append(f"{len(results)} recipes, {len(results) - failed} ok, {failed} failed")
+    lines += package_summary(results)
     return "\n".join(lines)
+
+
+def package_summary(results: list[BatchResult]) -> list[str]:
+    """For each recipe that published a new version: its package changes vs the previous."""
+    from imagepipe.inventory.diff import changed_count, package_lines
+
+    lines = []
+    for r in results:
+        if not (r.ok and r.published):
+            continue
+        ch = r.changes
+        if ch is None:
+            lines.append(f"{r.recipe.stem} {r.published}: first published version")
+        elif not ch.get("known", True):
+            lines.append(f"{r.recipe.stem} {r.published}: package changes unknown (the "
+                         "previous version has no package list)")
+        else:
+            lines.append(f"{r.recipe.stem} {r.published}: {changed_count(ch)} packages changed")
+            lines += package_lines(ch, indent="    ")
+    return (["published:"] + ["  " + line for line in lines]) if lines else []

@@ -25,7 +25,7 @@ class GuestOptions:
 
 class GuestStage(Stage):
     name = "guest"
-    version = 1
+    version = 2  # 2: the record carries the package inventory read from the sealed image
     Options = GuestOptions
     inputs = ("image",)
     tools = ("qemu-img",)

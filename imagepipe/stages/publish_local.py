@@ -35,7 +35,7 @@ class LocalPublishOptions:
 
 class LocalPublishStage(Stage):
     name = "publish.local"
-    version = 1
+    version = 2  # 2: sbom.spdx.json beside the outputs; package changes in the record
     Options = LocalPublishOptions
     inputs = ("image",)  # plus output.<n> for each convert
     cacheable = False
@@ -56,7 +56,7 @@ class LocalPublishStage(Stage):
         sums = "".join(f"{digest.split(':', 1)[1]}  {name}\n"
                        for name, (_, digest) in sorted(files.items()) if name != "seed.iso")
         latest = base / "latest"
-        if (latest / "SHA256SUMS").is_file() and (latest / "SHA256SUMS").read_text() == sums:
+        if (latest / "SHA256SUMS").is_file() and _output_sums(latest / "SHA256SUMS") == sums:
             current = os.readlink(latest)
             ctx.log.info("unchanged since version %s: nothing published", current)
             return Artifact(path=None, kind="record", metadata={
@@ -66,6 +66,7 @@ class LocalPublishStage(Stage):
         final = base / version
         record = {"dir": str(final), "version": version, "unchanged": False,
                   "files": {n: str(final / n) for n in files}}
+        record.update(_changes_since(latest, ctx.manifest))
         self._stage_dir(ctx, base, final, files, sums, record)
         tmp_link = base / f".latest.{os.getpid()}"
         tmp_link.unlink(missing_ok=True)
@@ -95,6 +96,7 @@ class LocalPublishStage(Stage):
                    files: Mapping[str, tuple[Path, str]], sums: str,
                    record: dict[str, Any]) -> None:
         from imagepipe.convert.durable import fsync_path
+        from imagepipe.store import hash_file
         from imagepipe.store.place import copy_out
 
         staging = base / f".{final.name}.tmp{os.getpid()}"
@@ -110,8 +112,14 @@ class LocalPublishStage(Stage):
             name = Path(out.get("store_path") or out.get("path", "")).name
             if name in record["files"]:
                 out["path"] = record["files"][name]
+        from imagepipe.manifest import write_sbom
+
+        sbom = write_sbom(staging, manifest)  # beside the outputs, listed in SHA256SUMS
+        for extra in sbom:
+            record["files"][extra.name] = str(final / extra.name)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        (staging / "SHA256SUMS").write_text(sums)
+        (staging / "SHA256SUMS").write_text(sums + "".join(
+            f"{hash_file(p)}  {p.name}\n" for p in sbom))
         for p in staging.iterdir():
             fsync_path(p)
         fsync_path(staging)
@@ -136,6 +144,29 @@ class LocalPublishStage(Stage):
                 shutil.rmtree(old)
                 removed.append(old.name)
         return removed
+
+
+def _output_sums(path: Path) -> str:
+    """A published SHA256SUMS without its SBOM line: the SBOM is derived from the build (its
+    date differs every build), so only the outputs decide whether anything changed."""
+    from imagepipe.inventory.spdx import SBOM_NAME
+
+    return "".join(line for line in path.read_text().splitlines(keepends=True)
+                   if not line.rstrip().endswith(f"  {SBOM_NAME}"))
+
+
+def _changes_since(latest: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The package changes against the version `latest` pointed to before this publish
+    (for the nightly summary of `build --all` and the manifest)."""
+    from imagepipe.inventory.diff import package_changes
+
+    try:
+        previous = json.loads((latest / "manifest.json").read_text())
+        name = os.readlink(latest)
+    except (OSError, ValueError):
+        return {"previous": None}
+    return {"previous": name,
+            "changes": package_changes(previous.get("packages"), manifest.get("packages"))}
 
 
 def _fresh(base: Path, stamp: str) -> str:
