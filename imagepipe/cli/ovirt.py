@@ -148,13 +148,16 @@ def upload_iso_cmd(cfg: Any, iso: Path, storage_domain: str, name: str | None, r
 @click.option("--ballooning/--no-ballooning", default=True, show_default=True)
 @click.option("--seal/--no-seal", default=True, show_default=True)
 @click.option("--keep", type=click.IntRange(1), help="Keep only the newest N versions.")
+@click.option("--version-name", metavar="VERSION",
+              help="Publish as a new version of template NAME (the first creates NAME as the "
+                   "base template); VMs and pools set to 'latest' follow it.")
 @upload_options
 @engine_options
 def make_template_cmd(cfg: Any, image: Path, storage_domain: str, cluster: str, name: str,
                       description: str, comment: str, user_data: Path | None, memory: str,
                       cpus: int, os_type: str, network: str, ballooning: bool, seal: bool,
-                      keep: int | None, retries: int, disk_timeout: float,
-                      verify: bool) -> None:
+                      keep: int | None, version_name: str | None, retries: int,
+                      disk_timeout: float, verify: bool) -> None:
     """Upload IMAGE and turn it into a template (temporary VM removed in every outcome)."""
     from imagepipe.targets.ovirt import TemplateSpec, connect, make_template
 
@@ -164,12 +167,18 @@ def make_template_cmd(cfg: Any, image: Path, storage_domain: str, cluster: str, 
     spec = TemplateSpec(name=name, description=description, comment=comment,
                         cluster=cluster, storage_domain=storage_domain, user_data=script,
                         memory=parse_size(memory), cpus=cpus, os_type=os_type,
-                        network=network, ballooning=ballooning, seal=seal, keep=keep)
+                        network=network, ballooning=ballooning, seal=seal, keep=keep,
+                        version_name=version_name)
     with connect(cfg) as con:
         r = make_template(con, cfg, _image(image), spec,
                           options=_options(retries, disk_timeout, verify))
     verb = "already published as" if r.reused else "created"
-    ui.result(f"template {verb} {r.template_name} (id {r.template_id})", **r.to_dict())
+    what = r.template_name + (f" version {r.version_number} ({r.version_name})"
+                              if r.version_number else "")
+    lines = [f"template {verb} {what} (id {r.template_id})"]
+    lines += [f"kept {k['label']}: {k['reason']}" for k in r.kept_versions]
+    lines += [f"removed {v}" for v in r.removed_versions]
+    ui.result("\n".join(lines), **r.to_dict())
 
 
 def _read_user_data(path: Path) -> str:
@@ -192,7 +201,7 @@ def templates() -> None:
 @click.option("--name-prefix", help="Only templates whose name starts with this.")
 @engine_options
 def templates_ls(cfg: Any, name_prefix: str | None) -> None:
-    """List templates (name, status, id, description)."""
+    """List templates (name, version, status, id, description)."""
     from imagepipe.targets.ovirt import connect, list_templates
 
     with connect(cfg) as con:
@@ -201,5 +210,7 @@ def templates_ls(cfg: Any, name_prefix: str | None) -> None:
         ui.result(templates=rows)
         return
     for row in rows:
-        ui.result(f"{row['name']:<32} {row['status'] or '-':<8} {row['id']}  "
+        version = f"v{row['version_number']} {row['version_name'] or ''}".strip() \
+            if row.get("version_number") else "-"
+        ui.result(f"{row['name']:<32} {version:<22} {row['status'] or '-':<8} {row['id']}  "
                   f"{row['description'] or ''}")

@@ -40,11 +40,12 @@ class OvirtPublishOptions:
     seal: bool = False
     keep: int | None = None
     disk_format: str = "cow"
+    version_name: str | None = None  # None: one template per name; "": a UTC time stamp
 
 
 class OvirtPublishStage(Stage):
     name = "publish.ovirt"
-    version = 1
+    version = 2  # 2: each publish is a new version of one base template
     Options = OvirtPublishOptions
     inputs = ("image",)
     cacheable = False
@@ -56,10 +57,13 @@ class OvirtPublishStage(Stage):
             return None
         if not o.storage_domain:
             raise InputError(f"{recipe.path}: publish.ovirt.storage_domain is required")
-        suffix = recipe.image_version or "${date}"
+        name = o.template_name or recipe.name
+        # A `${date}` name asks for one template per image (the old way); otherwise every
+        # publish is a new version of template NAME, named by the image version.
+        version_name = None if "${date}" in name else recipe.image_version
         return OvirtPublishOptions(
             storage_domain=o.storage_domain, cluster=o.cluster,
-            template_name=o.template_name or f"{recipe.name}-{suffix}",
+            template_name=name, version_name=version_name,
             description=recipe.description, comment=recipe.comment,
             user_data=recipe.cloud_init.user_data if recipe.cloud_init else None,
             engine_url=o.engine_url, username=o.username,
@@ -87,7 +91,7 @@ class OvirtPublishStage(Stage):
                             user_data=o.user_data.read_text() if o.user_data else None,
                             memory=o.memory, cpus=o.cpus, os_type=o.os_type, network=o.network,
                             ballooning=o.ballooning, seal=o.seal, keep=o.keep,
-                            disk_format=o.disk_format)
+                            disk_format=o.disk_format, version_name=o.version_name)
         ctx.log.info("publishing %s to %s as template %s", image.path, cfg.url, o.template_name)
         with connect(cfg) as con:
             r = make_template(con, cfg, image.path, spec)
@@ -97,4 +101,6 @@ class OvirtPublishStage(Stage):
             "engine": cfg.base_url, "storage_domain": o.storage_domain, "cluster": o.cluster,
             "disk_id": r.disk_id, "template_id": r.template_id,
             "template_name": r.template_name, "checksum": r.checksum, "reused": r.reused,
-            "template_disk_ids": r.template_disk_ids, "removed_versions": r.removed_versions})
+            "template_disk_ids": r.template_disk_ids, "removed_versions": r.removed_versions,
+            "base_template_id": r.base_template_id, "version_number": r.version_number,
+            "version_name": r.version_name, "kept_versions": r.kept_versions})

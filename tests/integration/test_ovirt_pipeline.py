@@ -41,7 +41,8 @@ def test_build_publishes_template(sim, server, http_root: Path,  # noqa: F811
     text = json.dumps(report.manifest)
     assert sim.password not in text
     meta = _find_publish(report.manifest)
-    assert meta["template_name"] == "web-3" and meta["checksum"].startswith("sha256:")
+    assert meta["template_name"] == "web" and meta["checksum"].startswith("sha256:")
+    assert meta["version_name"] == "3"
     tpl = next(t for t in sim.state()["templates"] if t["id"] == meta["template_id"])
     assert tpl["description"] == "Web server" and tpl["cpu"]["topology"]["cores"] == "3"
     disk = next(d for d in sim.state()["disks"] if d["id"] == meta["template_disk_ids"][0])
@@ -108,8 +109,8 @@ publish:
     first = run_cli(*args, env={"HOME": str(sim.base)}, timeout=300)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert sim.password not in first.stdout + first.stderr
-    names = [t["name"] for t in sim.state()["templates"]]
-    assert "webcli-9" in names
+    versions = [(t["name"], t["version"]["version_name"]) for t in sim.state()["templates"]]
+    assert ("webcli", "9") in versions
     disks = {d["id"] for d in sim.state()["disks"]}
     again = run_cli(*args, env={"HOME": str(sim.base)}, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -31,7 +31,8 @@ def test_publish_stage_records_template(sim, tmp_path: Path) -> None:
             storage_domain="data1", cluster="Default")))
     cls = get_stage("publish.ovirt")
     options = cls.options_from_recipe(recipe)
-    assert options is not None and options.template_name == "web-7"
+    assert options is not None and options.template_name == "web"
+    assert options.version_name == "7"  # every publish: a new version of template "web"
     stage = cls(options)
     inputs = {"image": Artifact(path=image, kind="image", format="qcow2", digest="sha256:0")}
     key_material = json.dumps(stage.key_material(inputs))
@@ -43,7 +44,9 @@ def test_publish_stage_records_template(sim, tmp_path: Path) -> None:
         art = stage.run(ctx, inputs)
     assert art.kind == "record" and art.path is None
     meta = dict(art.metadata)
-    assert meta["template_name"] == "web-7" and meta["checksum"].startswith("sha256:")
+    assert meta["template_name"] == "web" and meta["checksum"].startswith("sha256:")
+    assert (meta["version_name"], meta["version_number"]) == ("7", 1)
+    assert meta["base_template_id"] == meta["template_id"]  # the first publish: the base
     assert sim.password not in json.dumps(meta)
     tpl = next(t for t in sim.state()["templates"] if t["id"] == meta["template_id"])
     assert tpl["description"] == "Web server" and tpl["os"]["type"] == "debian_12"

@@ -4,7 +4,9 @@ Why this shape (the ovirt.ovirt image_template role, minus its leftovers): the t
 the uploaded disk are registered for removal the moment they exist, so they are gone in every
 outcome, Ctrl-C included (the template owns its own disk copies). The image's imageio checksum
 is recorded in the template's comment, which makes publishing idempotent: the same image is
-never uploaded twice. Versioned names (`httpd-${date}`) plus `keep` give simple retention.
+never uploaded twice. Publishing with a version name makes each image a new *version* of one
+base template (see `versions`); names stamped with `${date}` plus `keep` remain for one
+template per image.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class TemplateSpec:
     seal: bool = True
     keep: int | None = None
     disk_format: str = "cow"
+    # Publish as a new version of the template `name` (the first publish creates it as the
+    # base template); None = one template per name (`${date}` names).
+    version_name: str | None = None
 
 
 @dataclass
@@ -57,6 +62,10 @@ class TemplateResult:
     template_disk_ids: list[str] = field(default_factory=list)
     removed_versions: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    base_template_id: str | None = None
+    version_number: int | None = None
+    version_name: str | None = None
+    kept_versions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +97,8 @@ def make_template(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
         raise InputError(f"{image}: no such image file")
     data.image_info(image)  # refuse unsafe images before anything reads them
     name, base = expand_name(spec.name)
+    if spec.version_name is not None:
+        return _make_version(con, cfg, image, spec, options, start)
     if spec.keep is not None and base is None:
         ui.warn(f"--keep {spec.keep} ignored: {spec.name!r} is not a versioned name "
                 "(add ${date}, e.g. NAME-${date})")
@@ -115,9 +126,58 @@ def make_template(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
     return result
 
 
+def _make_version(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
+                  options: UploadOptions, start: float) -> TemplateResult:
+    """A new version of template `spec.name` (the base template if there is none yet)."""
+    import time
+
+    from imagepipe.targets.ovirt import versions
+
+    if DATE_VAR in spec.name:
+        raise InputError(f"template name {spec.name!r}: a versioned template keeps one name",
+                         "put the date into the version name instead (it is the default)")
+    version_name = spec.version_name or \
+        datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    cluster = _find_cluster(con, spec.cluster)
+    profile = _find_profile(con, cluster, spec.network)
+    eng.find_storage_domain(con, spec.storage_domain)
+    ui.info(f"computing the checksum of {image.name}")
+    local = data.local_checksum(image)
+    digest = f"{local['algorithm']}:{local['checksum']}"
+    family = versions.family(con, spec.name)
+    base = versions.find_base(family)
+    for tpl in family:
+        if f"{DIGEST_TAG} {digest}" in (tpl.comment or ""):
+            ui.info(f"{versions.label(tpl)} ({tpl.id}) was already built from this image; "
+                    "nothing uploaded")
+            return _version_result(TemplateResult(tpl.id, tpl.name, digest, reused=True), tpl)
+    what = f"version {version_name} of {spec.name}" if base else f"base template {spec.name}"
+    ui.info(f"publishing {what}")
+    result = _build(con, cfg, image, spec, spec.name, cluster, profile, local, options,
+                    version=versions.new_version(base, version_name))
+    with engine_errors(f"reading template {result.template_id}"):
+        tpl = con.system_service().templates_service().template_service(
+            result.template_id).get()
+    _version_result(result, tpl)
+    if spec.keep is not None:
+        result.removed_versions, result.kept_versions = versions.retain(
+            con, spec.name, result.base_template_id or tpl.id, spec.keep)
+    result.seconds = round(time.monotonic() - start, 3)
+    return result
+
+
+def _version_result(result: TemplateResult, tpl: Any) -> TemplateResult:
+    from imagepipe.targets.ovirt import versions
+
+    result.base_template_id = versions.base_id(tpl)
+    result.version_number = versions.version_number(tpl)
+    result.version_name = getattr(tpl.version, "version_name", None) if tpl.version else None
+    return result
+
+
 def _build(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec, name: str,
            cluster: Any, profile: Any, local: dict[str, Any],
-           options: UploadOptions) -> TemplateResult:
+           options: UploadOptions, version: Any = None) -> TemplateResult:
     from ovirtsdk4 import types
 
     system = con.system_service()
@@ -138,7 +198,7 @@ def _build(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec, name: s
             vm_service.nics_service().add(types.Nic(
                 name="nic1", interface=types.NicInterface.VIRTIO,
                 vnic_profile=types.VnicProfile(id=profile.id)))
-        tpl = _create_template(con, spec, name, vm.id, up.checksum or "", stack)
+        tpl = _create_template(con, spec, name, vm.id, up.checksum or "", stack, version)
         with engine_errors(f"reading the disks of template {name}"):
             atts = system.templates_service().template_service(tpl.id) \
                 .disk_attachments_service().list()
@@ -171,7 +231,7 @@ def _temporary_vm(con: Any, spec: TemplateSpec, name: str, cluster: Any,
 
 
 def _create_template(con: Any, spec: TemplateSpec, name: str, vm_id: str, digest: str,
-                     stack: ExitStack) -> Any:
+                     stack: ExitStack, version: Any = None) -> Any:
     from ovirtsdk4 import types
 
     service = con.system_service().templates_service()
@@ -184,7 +244,7 @@ def _create_template(con: Any, spec: TemplateSpec, name: str, vm_id: str, digest
         tpl = service.add(types.Template(
             name=name, description=spec.description, comment=comment,
             vm=types.Vm(id=vm_id), os=types.OperatingSystem(type=spec.os_type),
-            initialization=init), seal=spec.seal)
+            initialization=init, version=version), seal=spec.seal)
     done = {"ok": False}
     tpl_service = service.template_service(tpl.id)
 
@@ -251,5 +311,9 @@ def list_templates(con: Any, name_prefix: str | None = None) -> list[dict[str, A
         found = service.list(search=f"name={name_prefix}*") if name_prefix else service.list()
     return [{"id": t.id, "name": t.name, "status": str(t.status.value) if t.status else None,
              "description": t.description, "comment": t.comment,
+             "version_number": t.version.version_number if t.version else None,
+             "version_name": t.version.version_name if t.version else None,
+             "base_template_id": t.version.base_template.id
+             if t.version and t.version.base_template else None,
              "created": t.creation_time.isoformat() if t.creation_time else None}
             for t in found]

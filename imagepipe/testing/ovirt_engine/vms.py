@@ -41,7 +41,9 @@ class VmsMixin:
         self.templates[BLANK_ID] = {**ref("templates", BLANK_ID), "name": "Blank",
                                     "description": "Blank template", "status": "ok",
                                     "creation_time": now_text(),
-                                    "version": {"version_number": 1},
+                                    "version": {"base_template": ref("templates", BLANK_ID),
+                                                "version_name": "base version",
+                                                "version_number": 1},
                                     "links": [("diskattachments",
                                                f"{API}/templates/{BLANK_ID}/diskattachments")],
                                     "_disks": []}
@@ -57,6 +59,9 @@ class VmsMixin:
                         "name and try again.]")
         cluster = self.find_named("clusters", body["cluster"], "VM")
         tpl = self._find_template(body["template"])
+        latest = as_bool(body.get("use_latest_template_version"), False)
+        if latest:
+            tpl = self.latest_version(tpl)
         vm_id = new_id()
         vm = {**ref("vms", vm_id), "name": name, "description": body.get("description"),
               "comment": body.get("comment"), "status": "down",
@@ -65,6 +70,7 @@ class VmsMixin:
               "memory_policy": body.get("memory_policy"), "bios": body.get("bios"),
               "os": body.get("os") or {"type": "other"}, "type": body.get("type") or "desktop",
               "creation_time": now_text(), "stateless": False,
+              "use_latest_template_version": latest,
               "cluster": ref("clusters", cluster["id"]), "template": ref("templates", tpl["id"]),
               "links": [("diskattachments", f"{API}/vms/{vm_id}/diskattachments"),
                         ("nics", f"{API}/vms/{vm_id}/nics")],
@@ -146,7 +152,10 @@ class VmsMixin:
     def add_template(self, body: dict[str, Any], *, seal: bool) -> dict[str, Any]:
         require(body, "Template", "add", "name", "vm.id")
         name = body["name"]
-        if (any(t["name"] == name for t in self.templates.values())
+        version = self.template_version(body.get("version") or {})
+        if version.get("_base") is not None:
+            name = version["_base"]["name"]  # a version takes its base template's name
+        elif (any(t["name"] == name for t in self.templates.values())
                 or self.faults.take("template_name_in_use")):
             raise Fault(409, "Operation Failed",
                         "[Cannot add Template. The Template name is already in use, please "
@@ -166,8 +175,10 @@ class VmsMixin:
                "memory": vm["memory"], "cpu": vm["cpu"], "os": body.get("os") or vm["os"],
                "type": vm["type"], "bios": vm.get("bios"), "memory_policy": vm["memory_policy"],
                "initialization": body.get("initialization"),
-               "version": {"version_number": 1,
-                           "version_name": (body.get("version") or {}).get("version_name")},
+               "version": {"base_template": ref("templates", version["_base"]["id"]
+                                                if version.get("_base") else tid),
+                           "version_name": version["version_name"],
+                           "version_number": version["version_number"]},
                "cluster": vm["cluster"], "vm": ref("vms", vm["id"]),
                "links": [("diskattachments", f"{API}/templates/{tid}/diskattachments"),
                          ("nics", f"{API}/templates/{tid}/nics")],
@@ -225,6 +236,36 @@ class VmsMixin:
         tpl["_sealed_by"] = "virt-sysprep"
         return True
 
+    # --- template versions (AddVmTemplateCommand / RemoveVmTemplateCommand rules) -----------
+    def base_of(self, tpl: dict[str, Any]) -> str:
+        return str(((tpl.get("version") or {}).get("base_template") or {}).get("id", tpl["id"]))
+
+    def template_version(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The new template's version: a base (number 1, its own base) unless the request
+        names a base_template, which must exist and be a base; numbers count up per base."""
+        base_id = (body.get("base_template") or {}).get("id")
+        if not base_id:
+            return {"version_name": body.get("version_name") or "base version",
+                    "version_number": 1}
+        base = self.templates.get(base_id)
+        if base is None:
+            raise Fault(409, "Operation Failed",
+                        "[Cannot add Template. The relevant Template doesn't exist.]")
+        if self.base_of(base) != base_id:
+            raise Fault(409, "Operation Failed", "[Cannot add Template. Only the first template "
+                        "version can be selected as the base template.]")
+        numbers = [int(t["version"]["version_number"]) for t in self.templates.values()
+                   if self.base_of(t) == base_id]
+        return {"version_name": body.get("version_name"), "_base": base,
+                "version_number": max(numbers) + 1}
+
+    def latest_version(self, tpl: dict[str, Any]) -> dict[str, Any]:
+        """The newest version of `tpl`'s family (for VMs set to use the latest version)."""
+        base = self.base_of(tpl)
+        family = [t for t in self.templates.values()
+                  if self.base_of(t) == base and t["status"] == "ok"]
+        return max(family, key=lambda t: int(t["version"]["version_number"]), default=tpl)
+
     def template(self, tid: str) -> dict[str, Any]:
         tpl = self.templates.get(tid)
         if tpl is None:
@@ -238,8 +279,16 @@ class VmsMixin:
                         "[Cannot remove Template. Blank Template cannot be removed.]")
         if tpl["status"] == "locked":
             raise Fault(409, "Operation Failed", "[Cannot remove Template. Template is locked.]")
-        if any(v["template"]["id"] == tid for v in self.vms.values()):
-            raise Fault(409, "Operation Failed", "[Cannot remove Template. It is used by VMs.]")
+        users = [v["name"] for v in self.vms.values() if v["template"]["id"] == tid]
+        if users:
+            raise Fault(409, "Operation Failed", "[Cannot delete Template. Template is being "
+                        f"used by the following VMs: {','.join(users)}.]")
+        versions = [t["name"] for t in self.templates.values()
+                    if t["id"] != tid and self.base_of(t) == tid]
+        if versions:
+            raise Fault(409, "Operation Failed", "[Cannot delete Base Template that has Template "
+                        "Versions, please first remove all Template Versions for this Template: "
+                        f"{','.join(versions)}.]")
         for att in tpl["_disks"]:
             self.delete_disk(att["id"])
         del self.templates[tid]
