@@ -186,15 +186,18 @@ META: dict[str, dict[str, Any]] = {
     "OvirtPublish.storage_domain": {"doc": "Storage domain for the disk.", "required": True,
                                     "nonempty": True, "example": "data"},
     "OvirtPublish.cluster": {"doc": "Cluster of the template."},
-    "OvirtPublish.template_name": {"doc": "Template name (default: NAME-VERSION).",
-                                   "example": "httpd-${date}"},
+    "OvirtPublish.template_name": {"doc": "Base template name (default: NAME); each publish "
+                                   "is a new version named by image_version. With ${date} in "
+                                   "it: one template per image instead.",
+                                   "example": "httpd"},
     "OvirtPublish.memory": {"doc": "Template memory.", "kind": "size"},
     "OvirtPublish.cpus": {"doc": "Template CPUs.", "min": 1, "max": 512},
     "OvirtPublish.os_type": {"doc": "oVirt OS type."},
     "OvirtPublish.network": {"doc": "vNIC profile network."},
     "OvirtPublish.ballooning": {"doc": "Memory ballooning."},
     "OvirtPublish.seal": {"doc": "Let the engine seal too (virt-sysprep)."},
-    "OvirtPublish.keep": {"doc": "Keep only the newest N templates of this name.", "min": 1},
+    "OvirtPublish.keep": {"doc": "Keep the newest N versions; older ones no VM uses are "
+                          "removed (the base template stays while versions exist).", "min": 1},
     "OvirtPublish.disk_format": {"doc": "Disk format on the storage domain.",
                                  "choices": ("cow", "raw")},
     "Publish.local": {"doc": "The local template store (on by default; null turns it off)."},
