@@ -97,13 +97,25 @@ def _one(recipe: Path, build_args: list[str], log_dir: Path | None) -> BatchResu
     if not ok and not error:
         error = f"exit code {proc.returncode}"
     ui.info(f"{'done' if ok else 'FAILED'} {recipe.name} in {seconds:.1f}s")
-    local = (result.get("publish") or {}).get("local") or {}
-    published = local.get("version") if local and not local.get("unchanged") else None
+    published, changes = _published(result.get("publish") or {})
     return BatchResult(recipe, ok, seconds, result.get("rerun_count"),
                        result.get("stage_count"),
                        [o.get("path", "") for o in result.get("outputs", [])],
-                       error.splitlines()[0] if error else "", log, published,
-                       local.get("changes") if published else None)
+                       error.splitlines()[0] if error else "", log, published, changes)
+
+
+def _published(publish: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """(what was published, its package changes) from a build's publish records: a new local
+    version, else a new oVirt template version; (None, None) when nothing new was published."""
+    local, ovirt = publish.get("local") or {}, publish.get("ovirt") or {}
+    if local and not local.get("unchanged"):
+        return str(local.get("version")), local.get("changes")
+    if ovirt and not ovirt.get("reused"):
+        what = f"oVirt {ovirt.get('template_name')}"
+        if ovirt.get("version_number"):
+            what += f" v{ovirt['version_number']} ({ovirt.get('version_name')})"
+        return what, ovirt.get("changes")
+    return None, None
 
 
 def summary(results: list[BatchResult]) -> str:

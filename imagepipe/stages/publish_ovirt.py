@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imagepipe.errors import InputError
 from imagepipe.recipe.model import Recipe
@@ -103,4 +104,25 @@ class OvirtPublishStage(Stage):
             "template_name": r.template_name, "checksum": r.checksum, "reused": r.reused,
             "template_disk_ids": r.template_disk_ids, "removed_versions": r.removed_versions,
             "base_template_id": r.base_template_id, "version_number": r.version_number,
-            "version_name": r.version_name, "kept_versions": r.kept_versions})
+            "version_name": r.version_name, "kept_versions": r.kept_versions,
+            **({} if r.reused else _changes_since_last_publish(ctx))})
+
+
+def _changes_since_last_publish(ctx: StageContext) -> dict[str, Any]:
+    """Package changes against the newest earlier successful build of this recipe that
+    published to oVirt (the engine keeps no package lists; the build directories do)."""
+    import json
+
+    from imagepipe.inventory.diff import package_changes
+
+    builds = [d for d in ctx.build_dir.parent.iterdir()
+              if d.is_dir() and d != ctx.build_dir and (d / "manifest.json").is_file()]
+    for d in sorted(builds, key=lambda d: d.stat().st_mtime, reverse=True):
+        try:
+            m = json.loads((d / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if m.get("result") == "ok" and (m.get("publish") or {}).get("ovirt"):
+            return {"previous_build": d.name, "changes": package_changes(
+                m.get("packages"), ctx.manifest.get("packages"))}
+    return {"previous_build": None}

@@ -176,3 +176,17 @@ def test_nightly_summary_lists_changed_packages() -> None:
     assert "^ canary 1.0 -> 1.1" in text
     assert "new 1: first published version" in text
     assert "db " not in text.split("published:")[1]
+
+
+def test_published_from_local_or_ovirt_records() -> None:
+    from imagepipe.pipeline.batch import _published
+
+    ch = {"known": True, "added": [], "removed": [], "upgraded": [], "downgraded": [],
+          "unchanged": 3}
+    assert _published({"local": {"version": "7", "unchanged": False, "changes": ch}}) == \
+        ("7", ch)
+    assert _published({"local": {"version": "7", "unchanged": True}}) == (None, None)
+    ov = {"template_name": "web", "version_number": 3, "version_name": "20261202",
+          "reused": False, "changes": ch}
+    assert _published({"local": None, "ovirt": ov}) == ("oVirt web v3 (20261202)", ch)
+    assert _published({"ovirt": {**ov, "reused": True}}) == (None, None)
