@@ -1,4 +1,5 @@
-"""All guest work of a build in ONE appliance launch: customize, inject, seal, lint, verify.
+"""All guest work of a build in ONE appliance launch: customize, inject, seal, lint, verify,
+and last the package inventory (read from the sealed guest).
 
 Why this order: customization first, then the seed, then the seal (last, so nothing can
 regenerate what it removed), then lints and verification reading the sealed guest back. The
@@ -50,8 +51,8 @@ def run_guest_work(
     session: GuestSession | None = None,
     fmt: str | None = None,
 ) -> dict[str, Any]:
-    """Customize + inject + seal + lints + verification on `image` (modified in place: hand in a
-    copy). Returns the manifest record."""
+    """Customize + inject + seal + lints + verification + inventory on `image` (modified in
+    place: hand in a copy). Returns the manifest record."""
     from imagepipe.cloudinit.seed import inject_seed
     from imagepipe.customize import customize
     from imagepipe.inventory.packages import read_packages
