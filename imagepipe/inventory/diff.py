@@ -76,6 +76,11 @@ def _guest_record(m: Mapping[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
+def _count(value: Any) -> int:
+    """The seal record counts removed files (older records listed them)."""
+    return value if isinstance(value, int) else len(value or [])
+
+
 def seal_lint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     a, b = _guest_record(old), _guest_record(new)
     sa, sb = a.get("seal") or {}, b.get("seal") or {}
@@ -88,8 +93,8 @@ def seal_lint_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
     return {
         "seal": {"operations_added": sorted(ops_b - ops_a),
                  "operations_removed": sorted(ops_a - ops_b),
-                 "files_removed": {"old": len(sa.get("files_removed") or []),
-                                   "new": len(sb.get("files_removed") or [])}},
+                 "files_removed": {"old": _count(sa.get("files_removed")),
+                                   "new": _count(sb.get("files_removed"))}},
         "lints": {"passed": {"old": la.get("passed"), "new": lb.get("passed")}, **lints},
     }
 

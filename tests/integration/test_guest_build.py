@@ -64,6 +64,10 @@ publish:
     iid = rec["cloud_init"]["instance_id"]
     assert iid == "iid-imagepipe-" + guest["key"][:16]
     assert guest["output"]["format"] == "qcow2"
+    # the inventory (the fixture has no dpkg database: an empty list) and its SBOM
+    assert manifest["inventory"]["format"] == "deb" and manifest["packages"] == []
+    assert "sbom.spdx.json" in (version / "SHA256SUMS").read_text()
+    assert manifest["sbom"]["errors"] == []
     # the published qcow2 holds the guest work, read back independently
     out = next(version.glob("*.qcow2"))
     info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(out)],

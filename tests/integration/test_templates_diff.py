@@ -23,7 +23,7 @@ def _version(store: Path, name: str, version: str, packages: list[tuple[str, str
         "outputs": [{"path": str(d / f"{name}.qcow2"), "file_size": size,
                      "virtual_size": 3 << 30, "sha256": version * 8}],
         "stages": [{"stage": "guest", "record": {
-            "seal": {"operations": ops, "skipped": [], "files_removed": ["/x"] * len(ops)},
+            "seal": {"operations": ops, "skipped": [], "files_removed": 20 * len(ops)},
             "lints": {"passed": True, "static_ip_allowed": static, "password_allowed": []}}}],
         "packages": None if packages is None else
         [{"name": n, "version": v, "arch": "amd64", "source": n} for n, v in packages]}
@@ -72,6 +72,7 @@ def test_json_and_explicit_versions(store: Path) -> None:
     assert p["removed"] == [{"name": "ancient", "arch": "amd64", "version": "1"}]
     assert r["outputs"][0]["file_size"]["delta"] == (520 << 20) - 1
     assert r["seal"]["operations_added"] == ["ssh-hostkeys"]
+    assert r["seal"]["files_removed"] == {"old": 20, "new": 40}
     # global --json gives the same answer
     res2 = run_cli("--json", "templates", "diff", "web", "1", "20261202", "--dir", str(store))
     assert json.loads(res2.stdout.splitlines()[-1])["packages"] == p
