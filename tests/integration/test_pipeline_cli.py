@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -103,8 +104,10 @@ def test_build_all_parallel_one_failing(tmp_path: Path, server: HttpServer, dige
     assert "FAILED" in lines["broken"] and "checksum mismatch" in lines["broken"]
     assert "3 recipes, 2 ok, 1 failed" in table and "broken" in r.stderr
     assert (recipes / "templates" / "two" / "latest" / "two.vmdk").exists()
+    assert re.search(r"^  one \S+: first published version$", table, re.M)  # new version
     r = run_cli("build", "--all", str(recipes), "--store", str(tmp_path / "store"))
     assert r.returncode == 1
+    assert "published:" not in r.stdout  # nothing new was published
     again = {line.split()[0]: line for line in r.stdout.splitlines()[1:4]}
     assert " 1/4 " in again["one"] and " 1/5 " in again["two"]  # only publish.local ran
 
