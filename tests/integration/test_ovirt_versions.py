@@ -78,6 +78,20 @@ def test_two_publishes_one_base_two_versions(sim, sdk_con, tmp_path: Path) -> No
                         "--version-name", "x")
     assert proc.returncode == 0 and again["reused"] is True
     assert again["template_id"] == second["template_id"] and len(_family(sdk_con)) == 2
+    # the engine's rules for the base a version names
+    t = sdk.types
+    vm = vms.add(t.Vm(name="bare", cluster=t.Cluster(name="Default"), template=t.Template(
+        name="Blank")))
+    tpls = sdk_con.system_service().templates_service()
+    for base_id, words in ((second["template_id"], "Only the first template version can be "
+                            "selected as the base template"),
+                           ("0badf00d-0000-0000-0000-000000000000",
+                            "The relevant Template doesn't exist")):
+        with pytest.raises(sdk.Error) as err:
+            tpls.add(t.Template(name="x", vm=t.Vm(id=vm.id), version=t.TemplateVersion(
+                base_template=t.Template(id=base_id), version_name="bad")))
+        assert err.value.code == 409 and words in str(err.value)
+    vms.vm_service(vm.id).remove()
 
 
 def test_keep_removes_older_versions_unless_a_vm_uses_them(sim, sdk_con,
