@@ -73,6 +73,10 @@ def _summary(report: Any) -> str:
         name = o.get("format_name") or o.get("format")
         lines.append(f"      {name}{sub}, virtual {human(o.get('virtual_size') or 0)}, "
                      f"file {human(o.get('file_size') or 0)}, sha256 {str(o['sha256'])[:16]}…")
+    inv, sbom = m.get("inventory"), m.get("sbom")
+    if inv:
+        where = f"; SBOM {report.build_dir}/{sbom['file']}" if sbom else ""
+        lines.append(f"packages: {inv.get('count')} installed ({inv.get('database')}){where}")
     local = m.get("publish", {}).get("local")
     if local:
         state = " (unchanged, nothing copied)" if local.get("unchanged") else ""
