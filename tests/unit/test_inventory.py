@@ -68,6 +68,14 @@ def test_parse_dpkg_status_installed_only_with_sources() -> None:
     assert by[("libstdc++6", "amd64")]["source_version"] == "12.2.0-14"
 
 
+def test_rpm_source_from_the_source_rpm_name() -> None:
+    from imagepipe.inventory.packages import _rpm_source
+
+    assert _rpm_source({"app2_name": "bash-devel",
+                        "app2_source_package": "bash-5.1.8-9.el9.src.rpm"}) == "bash"
+    assert _rpm_source({"app2_name": "x", "app2_source_package": ""}) == "x"
+
+
 def test_rpm_version_epoch() -> None:
     assert rpm_version({"app2_version": "5.2", "app2_release": "3.el9", "app2_epoch": 0}) \
         == "5.2-3.el9"
