@@ -126,6 +126,6 @@ def make_app(url: str) -> Any:
             "visibility_timeout": VISIBILITY_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT,
             "socket_timeout": 10, "max_retries": 2, "interval_start": 0, "interval_step": 1,
             "interval_max": 2, "unacked_restore_interval": 30, "unacked_restore_throttle": 1},
-        worker_enable_remote_control=False,
+        worker_enable_remote_control=False, worker_redirect_stdouts=False,
     )
     return app

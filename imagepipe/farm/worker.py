@@ -231,4 +231,7 @@ def run_worker(s: WorkerSettings) -> int:
         worker.start()
     finally:
         stop.set()
-    return int(worker.exitcode or 0)
+    rc = int(worker.exitcode or 0)
+    if rc:
+        ping(s.url)  # a lost broker: BrokerError says so (exit 1); systemd starts us again
+    return rc
