@@ -1,7 +1,7 @@
 """`make bench BENCH=farm`: the five farm-test recipes built locally and on the farm.
 
 One private redis-server, `imagepipe worker` processes with fresh stores, the five small
-recipes of tests/integration/test_farm.py (three convert-only, two with guest work; images
+recipes of tests/integration/test_farm.py (four convert-only, one with guest work; images
 served from 127.0.0.1):
 1. local `build --all --jobs 1` (the reference: one recipe at a time, no queue);
 2. the farm with 1 worker: makespan, and the queue overhead per recipe = (makespan - the sum
@@ -9,7 +9,7 @@ served from 127.0.0.1):
    reporting back, the client noticing; target < 2 s;
 3. the farm with 3 workers: makespan (on this 2-core machine expect no speed-up: the three
    workers share the same two cores).
-Takes ~4-8 minutes here (two libguestfs launches per run).
+Takes ~3-8 minutes here (one libguestfs launch per run).
 """
 
 from __future__ import annotations

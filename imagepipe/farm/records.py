@@ -7,6 +7,7 @@ Keys (prefix `imagepipe:farm:`), all expiring after a week unless said otherwise
 - `claim:ID:ATTEMPT`: the worker that took this attempt (SET NX: one taker per attempt);
 - `alive:ID`: the worker running the build; 20 s TTL, renewed every 3 s while it runs;
 - `events:BATCH` (list): the JSON events a waiting `build --broker` streams;
+- `running` (set): the builds claimed and not finished, which the reaper watches;
 - `builds` (sorted set by queue time) and `worker:NAME` (hash, 20 s TTL) for `farm status`.
 
 Why our own liveness record and not only the broker's visibility timeout: Redis hands an
@@ -29,7 +30,7 @@ KEEP = 7 * 24 * 3600  # seconds records are kept
 ALIVE_TTL = 20  # seconds without a heartbeat before a build counts as lost
 HEARTBEAT = 3.0  # seconds between heartbeats
 
-# KEYS: build, claim, alive. ARGV: attempt, worker, now, alive ttl, keep.
+# KEYS: build, claim, alive, running. ARGV: attempt, worker, now, alive ttl, keep.
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'unknown' end
@@ -39,14 +40,19 @@ if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[5]) then return 'cla
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4])
 redis.call('HSET', KEYS[1], 'state', 'started', 'worker', ARGV[2], 'started_at', ARGV[3],
            'stage', '', 'n', 0)
+redis.call('SADD', KEYS[4], KEYS[1])
 return 'ok'
 """
 
-# KEYS: build, alive. ARGV: now. Moves a started build whose heartbeat stopped to the next
-# attempt; returns the new attempt number, or 0 if the build is not lost.
+# KEYS: build, alive, running. ARGV: now. Moves a started build whose heartbeat stopped to
+# the next attempt; returns the new attempt number, or 0 if the build is not lost.
 _REAP = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if redis.call('HGET', KEYS[1], 'state') ~= 'started' then return 0 end
+if redis.call('HGET', KEYS[1], 'state') ~= 'started' then
+  redis.call('SREM', KEYS[3], KEYS[1])
+  return 0
+end
+redis.call('SREM', KEYS[3], KEYS[1])
 local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt')) + 1
 local retries = cjson.decode(redis.call('HGET', KEYS[1], 'retries') or '[]')
 table.insert(retries, {attempt = attempt - 1, worker = redis.call('HGET', KEYS[1], 'worker'),
@@ -95,8 +101,9 @@ def event(r: Any, batch: str, **data: Any) -> None:
 
 def claim(r: Any, build_id: str, attempt: int, worker: str) -> str:
     """'ok' if this worker now runs `attempt` of the build, else why not."""
-    return str(r.eval(_CLAIM, 3, key("build", build_id), key("claim", build_id, attempt),
-                      key("alive", build_id), attempt, worker, time.time(), ALIVE_TTL, KEEP))
+    return str(r.eval(_CLAIM, 4, key("build", build_id), key("claim", build_id, attempt),
+                      key("alive", build_id), key("running"), attempt, worker, time.time(),
+                      ALIVE_TTL, KEEP))
 
 
 def heartbeat(r: Any, build_id: str, worker: str, **fields: Any) -> None:
@@ -114,6 +121,7 @@ def finish(r: Any, build_id: str, ok: bool, result: dict[str, Any]) -> None:
         "state": "done" if ok else "failed", "finished_at": time.time(),
         "result": json.dumps(result)})
     pipe.delete(key("alive", build_id))
+    pipe.srem(key("running"), key("build", build_id))
     pipe.execute()
 
 
@@ -122,10 +130,9 @@ def reap(r: Any, send: Callable[[dict[str, Any]], None],
     """Send again every started build whose worker stopped its heartbeat; their ids."""
     now = time.time()
     moved = []
-    for build_id in r.zrangebyscore(key("builds"), now - KEEP, "+inf"):
-        if r.hget(key("build", build_id), "state") != "started":
-            continue
-        attempt = int(r.eval(_REAP, 2, key("build", build_id), key("alive", build_id), now))
+    for build_key in r.smembers(key("running")):
+        build_id = build_key[len(key("build", "")):]
+        attempt = int(r.eval(_REAP, 3, build_key, key("alive", build_id), key("running"), now))
         if not attempt:
             continue
         rec = get(r, build_id)

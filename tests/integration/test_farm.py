@@ -1,5 +1,5 @@
 """The build farm for real: redis-server, three `imagepipe worker` processes with their own
-stores, five small recipes (images served from 127.0.0.1, converts, two with guest work).
+stores, five small recipes (images served from 127.0.0.1, converts, one with guest work).
 
 - the farm's `build --all --broker` gives the local `build --all` table and the same images;
 - a pickle message is refused by the workers (a JSON twin of it does run: the control);
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,7 +95,7 @@ def test_farm_build_all_matches_the_local_build_all(farm: SimpleNamespace) -> No
         assert client.wait_line(state, 1), err
     built_on = {line.split()[-1] for line in out.splitlines() if ": built on " in line}
     assert len(built_on) >= 2, out  # the work was spread
-    for name in ("conv-a", "conv-b", "conv-c", "sealed-a", "sealed-b"):
+    for name in ("conv-a", "conv-b", "conv-c", "conv-d", "sealed-b"):
         mine, theirs = _outputs(remote / "templates", name), _outputs(local / "templates", name)
         assert mine.keys() == theirs.keys() and mine
         for fname, path in mine.items():
@@ -137,7 +138,8 @@ def test_a_pickle_message_is_refused_and_never_runs(farm: SimpleNamespace) -> No
     sender = Celery(broker=farm.url, set_as_current=False)
     for build_id, serializer in (("pickled-1", "pickle"), ("json-1", "json")):
         payload = {"build_id": build_id, "batch": "evil", "attempt": 1, "queue": "imagepipe",
-                   "recipe": "evil", "bundle": {"format": 1, "recipe": "/etc/passwd"}}
+                   "recipe": "evil", "bundle": {"format": 1, "recipe": "/etc/cron.d/x",
+                                                "files": {"/etc/cron.d/x": {"data": ""}}}}
         records.create(r, build_id, "evil", "evil", "evil.yaml", "imagepipe", payload)
         sender.send_task(TASK_NAME, args=[payload], queue="imagepipe", serializer=serializer)
     wait_for(lambda: r.hget(records.key("build", "json-1"), "state") == "failed", 60,
@@ -148,7 +150,8 @@ def test_a_pickle_message_is_refused_and_never_runs(farm: SimpleNamespace) -> No
     assert not r.exists(records.key("claim", "pickled-1", 1))
     assert r.llen("imagepipe") == 0  # refused, not left for another worker to try
     failed = records.get(r, "json-1")["result"]
-    assert "absolute" in failed["error"]  # and the JSON one could not escape its work dir
+    assert "is absolute" in failed["error"]  # and the JSON one could not escape its work dir
+    assert not Path("/etc/cron.d/x").exists()
 
 
 def test_the_worker_names_a_missing_shared_template_store(farm: SimpleNamespace) -> None:
@@ -160,6 +163,26 @@ def test_the_worker_names_a_missing_shared_template_store(farm: SimpleNamespace)
     assert rc == 1, err
     assert f"publish.local.dir {d / 'templates'} does not exist on worker w" in err
     assert "1 recipes, 0 ok, 1 failed" in out
+
+
+def test_no_wait_queues_and_farm_status_follows(farm: SimpleNamespace) -> None:
+    d = farm.tmp / "farm1"
+    client = Client(["build", "recipes/conv-b.yaml", "--broker", farm.url, "--no-wait"], cwd=d)
+    rc, out = client.finish(timeout=60)
+    assert rc == 0 and "queued 1 of 1 recipes as batch" in out, (out, client.lines)
+    batch = out.split("as batch ")[1].split()[0]
+
+    def status() -> str:
+        res = subprocess.run([sys.executable, "-m", "imagepipe", "farm", "status", "--broker",
+                              farm.url], capture_output=True, text=True, env=ENV, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    wait_for(lambda: re.search(rf"conv-b +{batch}-1 on w\d", status()) is not None, 120,
+             "farm status to show the build finished")
+    text = status()
+    assert "workers (3 alive):" in text and "  w1 " in text
+    assert text.index(f"{batch}-1") > text.index("finished (")
 
 
 def test_a_broker_down_or_gone_is_exit_1_within_30_s(farm: SimpleNamespace) -> None:
@@ -209,7 +232,7 @@ def test_a_worker_killed_mid_build_loses_nothing(farm: SimpleNamespace) -> None:
     assert time.monotonic() - killed < 120 + rebuild + 10
     # Nothing published twice: unchanged recipes kept their one version, sealed-b has the
     # first run's and this run's (the killed attempt published nothing).
-    for name in ("conv-a", "conv-b", "conv-c"):
+    for name in ("conv-a", "conv-b", "conv-c", "conv-d"):
         versions = [p for p in (remote / "templates" / name).iterdir()
                     if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")]
         assert len(versions) == 1, versions
