@@ -22,7 +22,7 @@ from imagepipe.farm import TASK_NAME, records
 from imagepipe.farm.broker import BrokerError, redact
 from imagepipe.pipeline.batch import BatchResult, summary
 
-BROKER_GRACE = 20.0  # seconds a lost broker may take to come back while we wait
+BROKER_GRACE = 15.0  # seconds a lost broker may take to come back while we wait
 POLL = 0.5
 
 

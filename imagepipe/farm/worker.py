@@ -25,7 +25,7 @@ from typing import Any
 
 from imagepipe import ui
 from imagepipe.errors import ImagepipeError, InputError
-from imagepipe.farm import TASK_NAME, records
+from imagepipe.farm import BROKER_ENV, TASK_NAME, records
 from imagepipe.farm.broker import ping, redact
 
 
@@ -154,7 +154,10 @@ def _build(s: WorkerSettings, r: Any, payload: dict[str, Any], work: Path) -> di
     result: dict[str, Any] = {}
     error = ""
     with open(log, "w") as err:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True,
+        # The broker URL stays with the worker: the build is local (never sent back to the
+        # farm), and the password never reaches a child's environment.
+        env = {k: v for k, v in os.environ.items() if k != BROKER_ENV}
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, env=env,
                                 cwd=recipe_path.parent, preexec_fn=_die_with_parent)
         assert proc.stdout is not None
         for line in proc.stdout:

@@ -76,15 +76,18 @@ def _own_group(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> bool:
 
 
 class Worker:
-    def __init__(self, url: str, name: str, tmp: Path) -> None:
+    def __init__(self, url: str, name: str, tmp: Path, via_env: bool = False) -> None:
+        """`via_env`: the broker URL from IMAGEPIPE_BROKER instead of --broker (its builds
+        must still run locally, never be sent back to the farm)."""
         self.name = name
         self.store = tmp / f"store-{name}"
         self.log = tmp / f"worker-{name}.log"
+        broker = [] if via_env else ["--broker", url]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "imagepipe", "worker", "--broker", url, "--store",
+            [sys.executable, "-m", "imagepipe", "worker", *broker, "--store",
              str(self.store), "--name", name],
-            stdout=open(self.log, "w"), stderr=subprocess.STDOUT, env=ENV,
-            start_new_session=True)
+            stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+            env={**ENV, "IMAGEPIPE_BROKER": url} if via_env else ENV, start_new_session=True)
         wait_for(lambda: "ready" in self.text() or self.proc.poll() is not None, 60,
                  f"worker {name}")
         assert self.proc.poll() is None, self.text()
