@@ -8,7 +8,7 @@ Files are reflinked when the filesystem can, else copied: never hardlinked, beca
 booting a published qcow2 must not write into the build cache.
 If the newest version already has exactly these outputs (same SHA256SUMS), nothing is copied:
 a nightly run where nothing changed publishes nothing.
-Publishers of one recipe take turns (a lock file in `DIR/NAME/`), so build-farm workers
+Publishers of one recipe take turns (a lock file `DIR/.NAME.publish.lock`), so build-farm workers
 publishing two versions at once never corrupt `latest`, and a rebuilt recipe whose outputs are
 already the newest version publishes nothing the second time.
 """
@@ -150,12 +150,13 @@ class LocalPublishStage(Stage):
 
 @contextmanager
 def _publish_lock(base: Path) -> Iterator[None]:
-    """One publisher per recipe at a time, also across machines sharing `dir` over NFS
+    """One publisher per recipe at a time (`DIR/.NAME.publish.lock`, beside the recipe's
+    directory so listings of its versions stay clean), also across machines sharing `dir` over NFS
     (lockf is a POSIX lock, which NFS forwards to the server), so two workers publishing at
     once never interleave the compare-with-latest, the version rename and the latest swap."""
     import fcntl
 
-    fd = os.open(base / ".publish.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(base.parent / f".{base.name}.publish.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX)
         yield
