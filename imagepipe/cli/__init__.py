@@ -34,6 +34,8 @@ COMMANDS: dict[str, str] = {
     "seed-iso": "imagepipe.cli.guest:seed_iso",
     "boot-test": "imagepipe.cli.boottest:boot_test",
     "ovirt": "imagepipe.cli.ovirt:ovirt",
+    "worker": "imagepipe.cli.farm:worker",
+    "farm": "imagepipe.cli.farm:farm",
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from imagepipe import ui
+from imagepipe.cli.farm import broker_options, queue_option
 from imagepipe.cli.store_option import store_option
 
 
@@ -25,15 +26,28 @@ from imagepipe.cli.store_option import store_option
 @click.option("--keep-on-failure", is_flag=True,
               help="Keep the failed stage's work dir (its path is printed).")
 @click.option("--no-wait", is_flag=True,
-              help="Fail at once if another build of the recipe is running.")
+              help="Fail at once if another build of the recipe is running (with --broker: "
+                   "queue the recipes and exit).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Parallel converts (or recipes with --all); default: the core count.")
+@broker_options
+@queue_option
+@click.option("--publish-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Publish locally into DIR instead of publish.local.dir (farm workers get "
+                   "the submitter's resolved dir).")
 def build(target: Path | None, build_all: bool, store: Path | None, explain: bool,
           dry_run: bool, from_stage: str | None, force: tuple[str, ...],
-          keep_on_failure: bool, no_wait: bool, jobs: int | None) -> None:
-    """Build the images a recipe describes (cached stages are not rerun)."""
+          keep_on_failure: bool, no_wait: bool, jobs: int | None, broker: str | None,
+          broker_file: Path | None, queue: str, publish_dir: Path | None) -> None:
+    """Build the images a recipe describes (cached stages are not rerun).
+
+    With --broker the recipes are sent to the build farm (`imagepipe worker`) instead; the
+    summary and exit codes are the same. --no-wait then only queues them."""
     from imagepipe.errors import InputError
 
+    if broker or broker_file:
+        _build_farm(target, build_all, broker, broker_file, queue, no_wait)
+        return
     if build_all:
         _build_all(target or Path("recipes"), store, jobs, explain, dry_run, no_wait)
         return
@@ -43,6 +57,12 @@ def build(target: Path | None, build_all: bool, store: Path | None, explain: boo
     from imagepipe.pipeline import build as run_build
 
     recipe, digest = load(target)
+    if publish_dir is not None and recipe.publish.local is not None:
+        import dataclasses
+
+        local = dataclasses.replace(recipe.publish.local, dir=publish_dir.absolute())
+        recipe = dataclasses.replace(recipe,
+                                     publish=dataclasses.replace(recipe.publish, local=local))
     opts = BuildOptions(store=store, explain=explain, dry_run=dry_run, from_stage=from_stage,
                         force=force, keep_on_failure=keep_on_failure, wait=not no_wait,
                         jobs=jobs or 0)
@@ -55,6 +75,32 @@ def build(target: Path | None, build_all: bool, store: Path | None, explain: boo
               stage_count=len(report.records), rerun=report.rerun,
               outputs=m.get("outputs", []), manifest=str(report.manifest_path),
               build_dir=str(report.build_dir), publish=m.get("publish", {}))
+
+
+def _build_farm(target: Path | None, build_all: bool, broker: str | None,
+                broker_file: Path | None, queue: str, no_wait: bool) -> None:
+    from imagepipe.cli.farm import broker_url
+    from imagepipe.errors import InputError
+    from imagepipe.farm.client import run
+
+    url = broker_url(broker, broker_file)
+    if build_all:
+        from imagepipe.pipeline.batch import discover
+
+        root = target or Path("recipes")
+        if not root.is_dir():
+            raise InputError(f"no recipe directory {root}", "give the directory: build --all DIR")
+        recipes = discover(root)
+        if not recipes:
+            raise InputError(f"no recipes found under {root}")
+        ui.info(f"sending {len(recipes)} recipes from {root} to the farm (queue {queue})")
+    elif target is None:
+        raise InputError("give a RECIPE file, or --all [DIR]")
+    else:
+        if not target.is_file():
+            raise InputError(f"recipe not found: {target}")
+        recipes = [target]
+    run(url, recipes, queue, single=not build_all, no_wait=no_wait)
 
 
 def _summary(report: Any) -> str:

@@ -8,6 +8,9 @@ Files are reflinked when the filesystem can, else copied: never hardlinked, beca
 booting a published qcow2 must not write into the build cache.
 If the newest version already has exactly these outputs (same SHA256SUMS), nothing is copied:
 a nightly run where nothing changed publishes nothing.
+Publishers of one recipe take turns (a lock file `DIR/.NAME.publish.lock`), so build-farm workers
+publishing two versions at once never corrupt `latest`, and a rebuilt recipe whose outputs are
+already the newest version publishes nothing the second time.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +59,12 @@ class LocalPublishStage(Stage):
         files = self._files(inputs)
         sums = "".join(f"{digest.split(':', 1)[1]}  {name}\n"
                        for name, (_, digest) in sorted(files.items()) if name != "seed.iso")
+        with _publish_lock(base):
+            return self._publish(ctx, base, files, sums)
+
+    def _publish(self, ctx: StageContext, base: Path, files: dict[str, tuple[Path, str]],
+                 sums: str) -> Artifact:
+        o: LocalPublishOptions = self.options
         latest = base / "latest"
         if (latest / "SHA256SUMS").is_file() and _output_sums(latest / "SHA256SUMS") == sums:
             current = os.readlink(latest)
@@ -68,7 +78,7 @@ class LocalPublishStage(Stage):
                   "files": {n: str(final / n) for n in files}}
         record.update(_changes_since(latest, ctx.manifest))
         self._stage_dir(ctx, base, final, files, sums, record)
-        tmp_link = base / f".latest.{os.getpid()}"
+        tmp_link = base / f".latest.{_unique()}"
         tmp_link.unlink(missing_ok=True)
         os.symlink(version, tmp_link)
         os.replace(tmp_link, latest)
@@ -99,7 +109,7 @@ class LocalPublishStage(Stage):
         from imagepipe.store import hash_file
         from imagepipe.store.place import copy_out
 
-        staging = base / f".{final.name}.tmp{os.getpid()}"
+        staging = base / f".{final.name}.tmp{_unique()}"
         ctx.exit_stack.callback(shutil.rmtree, staging, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
@@ -124,7 +134,7 @@ class LocalPublishStage(Stage):
             fsync_path(p)
         fsync_path(staging)
         if final.exists():
-            trash = base / f".{final.name}.old{os.getpid()}"
+            trash = base / f".{final.name}.old{_unique()}"
             os.rename(final, trash)
             ctx.exit_stack.callback(shutil.rmtree, trash, ignore_errors=True)
         os.rename(staging, final)
@@ -167,6 +177,30 @@ def _changes_since(latest: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
         return {"previous": None}
     return {"previous": name,
             "changes": package_changes(previous.get("packages"), manifest.get("packages"))}
+
+
+@contextmanager
+def _publish_lock(base: Path) -> Iterator[None]:
+    """One publisher per recipe at a time (`DIR/.NAME.publish.lock`, beside the recipe's
+    directory so listings of its versions stay clean), also across machines sharing `dir` over NFS
+    (lockf is a POSIX lock, which NFS forwards to the server), so two workers publishing at
+    once never interleave the compare-with-latest, the version rename and the latest swap."""
+    import fcntl
+
+    fd = os.open(base.parent / f".{base.name}.publish.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _unique() -> str:
+    """A temp-name suffix no other publisher uses, on this machine or another one."""
+    import secrets
+    import socket
+
+    return f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(3)}"
 
 
 def _fresh(base: Path, stamp: str) -> str:
