@@ -102,9 +102,11 @@ def image_format(path: Path) -> str:
 
 
 @contextmanager
-def working_copy(src: Path, out: Path | None, *, in_place: bool = False) -> Iterator[Path]:
+def working_copy(src: Path, out: Path | None, *, in_place: bool = False,
+                 force: bool = False) -> Iterator[Path]:
     """Yield the path to modify: `src` itself (--in-place) or a temp copy next to `out` that is
-    fsynced and renamed onto `out` only if the work succeeds (never a half-written output)."""
+    fsynced and renamed onto `out` only if the work succeeds (never a half-written output).
+    An existing `out` is replaced only with `force` (the CLI's --force)."""
     if in_place:
         yield src
         return
@@ -112,6 +114,9 @@ def working_copy(src: Path, out: Path | None, *, in_place: bool = False) -> Iter
         raise InputError("give -o OUT (the input is never modified) or --in-place")
     if out.resolve() == src.resolve():
         raise InputError(f"-o {out} is the input image", "use --in-place to modify it")
+    from imagepipe.durable import refuse_overwrite
+
+    refuse_overwrite(out, force)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         from imagepipe.durable import publish
@@ -119,7 +124,7 @@ def working_copy(src: Path, out: Path | None, *, in_place: bool = False) -> Iter
 
         run(["cp", "--sparse=always", "--reflink=auto", str(src), str(tmp)])
         yield tmp
-        publish(tmp, out, force=True)
+        publish(tmp, out, force=force)
     finally:
         if tmp.exists():
             tmp.unlink()

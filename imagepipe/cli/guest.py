@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples, force_option
 from imagepipe.errors import InputError
 
 IMAGE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -32,6 +33,7 @@ def _accel_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _output_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = force_option(f)
     f = click.option("--in-place", is_flag=True, help="Modify IN itself.")(f)
     return click.option(
         "-o",
@@ -49,6 +51,7 @@ def _guest_job(
     work: Callable[[Any], dict[str, Any]],
     *,
     network: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Open one session on a working copy of `image`, run `work`, publish the copy on success."""
     from imagepipe.guest import image_format, working_copy
@@ -64,7 +67,7 @@ def _guest_job(
         raise InputError(f"-o {output}: the output keeps the input's format ({fmt}), but the "
                          f"name says {suffix_fmt}",
                          f"name it *.{fmt} and convert afterwards: imagepipe convert")
-    with working_copy(image, output, in_place=in_place) as path:
+    with working_copy(image, output, in_place=in_place, force=force) as path:
         ui.info(
             f"launching the appliance on {path.name if in_place else image.name} "
             f"({accel_mod.decide_accel()})"
@@ -94,6 +97,7 @@ def seal(
     image: Path | None,
     output: Path | None,
     in_place: bool,
+    force: bool,
     spec: str,
     list_operations: bool,
     dry_run: bool,
@@ -135,7 +139,7 @@ def seal(
             "verification": verify(session, sealed["operations"]),
         }
 
-    rec = _guest_job(image, output, in_place, accel, work)
+    rec = _guest_job(image, output, in_place, accel, work, force=force)
     s = rec["seal"]
     ui.result(
         f"sealed {rec['output']}: {len(s['operations'])} operations, "
@@ -213,6 +217,7 @@ def inject(
     hostname: str | None,
     output: Path | None,
     in_place: bool,
+    force: bool,
     accel: str | None,
 ) -> None:
     """Embed a NoCloud seed in IN (/var/lib/cloud/seed/nocloud) with a datasource_list drop-in.
@@ -220,13 +225,15 @@ def inject(
     from imagepipe.cloudinit.seed import inject_seed
 
     payload = _seed_files(user_data, meta_data, network_config, instance_id, hostname)
-    rec = _guest_job(image, output, in_place, accel, lambda s: inject_seed(s, *payload))
+    rec = _guest_job(image, output, in_place, accel, lambda s: inject_seed(s, *payload),
+                     force=force)
     ui.result(f"injected the NoCloud seed into {rec['output']}", **rec)
 
 
 @click.command("seed-iso", context_settings={"help_option_names": ["-h", "--help"]})
 @_seed_options
 @click.option("-o", "--output", type=OUT, required=True, help="The seed ISO to write.")
+@force_option
 def seed_iso(
     user_data: Path,
     meta_data: Path | None,
@@ -234,12 +241,15 @@ def seed_iso(
     instance_id: str | None,
     hostname: str | None,
     output: Path,
+    force: bool,
 ) -> None:
     """Write a NoCloud seed ISO (volume id cidata, user-data + meta-data [+ network-config])."""
     from imagepipe.cloudinit.seed import build_seed_iso
+    from imagepipe.durable import refuse_overwrite
 
+    refuse_overwrite(output, force)
     payload = _seed_files(user_data, meta_data, network_config, instance_id, hostname)
-    build_seed_iso(output, *payload)
+    build_seed_iso(output, *payload, force=force)
     ui.result(f"wrote {output}", output=str(output), size=output.stat().st_size)
 
 
@@ -263,6 +273,7 @@ def customize(
     image: Path,
     output: Path | None,
     in_place: bool,
+    force: bool,
     install: tuple[str, ...],
     commands: tuple[str, ...],
     upload: tuple[str, ...],
@@ -288,6 +299,7 @@ def customize(
     if spec.empty:
         raise InputError("nothing to do", "give --install, --run, --upload, --write or --enable")
     rec = _guest_job(
-        image, output, in_place, accel, lambda s: run_customize(s, spec), network=bool(install)
+        image, output, in_place, accel, lambda s: run_customize(s, spec), network=bool(install),
+        force=force,
     )
     ui.result(f"customized {rec['output']}", **rec)

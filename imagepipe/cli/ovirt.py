@@ -106,7 +106,9 @@ def upload_disk_cmd(cfg: Any, image: Path, storage_domain: str, name: str | None
                     sparse: bool, retries: int, disk_timeout: float, verify: bool) -> None:
     """Upload IMAGE (raw, qcow2 or any format qemu reads) as a new disk."""
     from imagepipe.targets.ovirt import connect, upload_disk
+    from imagepipe.targets.ovirt.transfer import image_info
 
+    image_info(image, raw_ok=fmt == "raw")  # no such file / not an image: exit 2, no network
     with connect(cfg) as con:
         r = upload_disk(con, cfg, _image(image), storage_domain=storage_domain, name=name,
                         fmt=fmt, sparse=sparse, options=_options(retries, disk_timeout, verify))
@@ -135,7 +137,9 @@ def upload_iso_cmd(cfg: Any, iso: Path, storage_domain: str, name: str | None, r
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--storage-domain", "-s", required=True)
 @click.option("--cluster", required=True)
-@click.option("--name", required=True, help="Template name; `${date}` makes it versioned.")
+@click.option("--name", required=True,
+              help="Template name; `${date}` (UTC YYYYMMDD, as in recipes) makes it "
+              "versioned; another image the same day gets NAME.2, NAME.3, ...")
 @click.option("--description", required=True, help="Required: what this template is.")
 @click.option("--comment", default="")
 @click.option("--user-data", type=click.Path(path_type=Path),

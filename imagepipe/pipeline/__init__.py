@@ -62,8 +62,9 @@ def load(path: Path) -> tuple[Recipe, str]:
 
     if not Path(path).is_file():
         from imagepipe.errors import InputError
+        from imagepipe.recipe.find import suggest_recipe
 
-        raise InputError(f"recipe not found: {path}")
+        raise InputError(f"recipe not found: {path}", suggest_recipe(Path(path)))
     recipe = load_recipe(Path(path))
     return recipe, recipe_digest(recipe)
 

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with tempfile.TemporaryDirectory(prefix="ovirt-sim-") as tmp:
-        base = args.dir or Path(tmp)
+        base = (args.dir or Path(tmp)).resolve()  # qemu-nbd needs absolute socket paths
         with EngineSimulator(base, port=args.port, delay=args.delay,
                              virt_sysprep=args.virt_sysprep) as sim:
             print(f"url: {sim.url}", flush=True)

@@ -93,7 +93,8 @@ class EngineSimulator:
                  password: str | None = None, delay: float = 0.3,
                  keep_finished_s: float = 300.0, port: int = 0,
                  virt_sysprep: bool = False) -> None:
-        self.base = Path(base)
+        # Absolute: qemu-nbd (started later with paths under base) refuses relative sockets.
+        self.base = Path(base).resolve()
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.port = port
