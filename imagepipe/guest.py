@@ -13,6 +13,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from imagepipe import ui
 from imagepipe.errors import InputError
 from imagepipe.recipe.model import CloudInit, Recipe
 from imagepipe.tools.guestfs import GuestSession
@@ -63,6 +64,7 @@ def run_guest_work(
     select(recipe.seal.operations)  # a typo in the selection fails before the launch
     with ExitStack() as stack:
         if session is None:
+            ui.phase("launching the appliance")
             session = stack.enter_context(
                 GuestSession(image, fmt=fmt, network=bool(recipe.customize.packages))
             )
@@ -70,16 +72,20 @@ def run_guest_work(
         record: dict[str, Any] = {"guest": session.info.to_dict()}
         record["customize"] = customize(session, recipe.customize)
         if payload is not None:
+            ui.phase("injecting the cloud-init seed")
             record["cloud_init"] = inject_seed(session, *payload)
             record["cloud_init"]["instance_id"] = _instance_id(payload[1])
         sealed = seal(session, recipe.seal.operations)
         record["seal"] = {k: sealed[k] for k in ("operations", "skipped", "files_removed")}
+        ui.phase("template lints")
         record["lints"] = run_lints(
             session,
             allow_static_ip=recipe.seal.allow_static_ip,
             allow_password=recipe.seal.allow_password,
         )
+        ui.phase("verifying the sealed image")
         record["verification"] = verify(session, sealed["operations"])
+        ui.phase("closing the appliance")
     return record
 
 

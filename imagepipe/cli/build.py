@@ -65,7 +65,7 @@ def _summary(report: Any) -> str:
              f"({len(report.rerun)} of {len(report.records)} stages run)"]
     for r in report.records:
         state = "cached" if r.cached else f"{r.seconds:6.1f}s"
-        lines.append(f"  {r.id:<20} {state}")
+        lines.append(f"  {r.id:<20} {state}{_boot_note(r)}")
     lines.append("outputs:")
     for o in m.get("outputs", []):
         sub = f"/{o['subformat']}" if o.get("subformat") else ""
@@ -82,6 +82,17 @@ def _summary(report: Any) -> str:
     lines.append(f"manifest: {report.manifest_path}")
     lines.append(f"logs: {report.build_dir}/logs/")
     return "\n".join(lines)
+
+
+def _boot_note(record: Any) -> str:
+    """A boot test's result beside its stage line, also when the stage was cached (its record
+    is the stored result of the boot that proved this very image)."""
+    meta = dict(record.artifact.metadata) if record.artifact is not None else {}
+    if record.stage != "test.boot" or "passed" not in meta:
+        return ""
+    checks = ", ".join(f"{c['name']} {c['seconds']}s" if c.get("passed") else
+                       f"{c['name']} FAILED" for c in meta.get("checks", []))
+    return f"  boot test {'passed' if meta['passed'] else 'FAILED'}: {checks}"
 
 
 def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,

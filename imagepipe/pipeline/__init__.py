@@ -160,7 +160,10 @@ def _dry_run(recipe: Recipe, levels: list[Any], opts: BuildOptions, forced: set[
         store.holds.close()
     report = BuildReport(recipe.name, True, time.time() - start, engine.records)
     planned = [n.id for n in flat(levels)]
-    ui.result(None, plan=planned, cached=[r.id for r in engine.records])
+    cached = [r.id for r in engine.records]
+    would_run = [sid for sid in planned if sid not in cached]
+    ui.result(None, recipe=recipe.name, dry_run=True, plan=planned, cached=cached,
+              rerun=would_run, rerun_count=len(would_run), stage_count=len(planned))
     return report
 
 
