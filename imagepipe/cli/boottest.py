@@ -13,9 +13,13 @@ from pathlib import Path
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=examples("imagepipe boot-test disk.qcow2",
+                               "imagepipe boot-test web.qcow2 --user-data web.yaml "
+                               "--http 80:/:200 --keep-log logs/"))
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--user-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Cloud-config (user-data) for the boot, e.g. the recipe's.")

@@ -9,10 +9,15 @@ from typing import Any
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples
 from imagepipe.cli.store_option import store_option
 
 
-@click.command()
+@click.command(epilog=examples(
+    "imagepipe build recipes/httpd.yaml",
+    "imagepipe build recipes/httpd.yaml --dry-run --explain",
+    "imagepipe build recipes/httpd.yaml --force test.boot",
+    "imagepipe --json build --all recipes/ -j 2"))
 @click.argument("target", required=False, metavar="RECIPE | --all [DIR]",
                 type=click.Path(path_type=Path))
 @click.option("--all", "build_all", is_flag=True,

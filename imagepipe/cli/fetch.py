@@ -34,7 +34,10 @@ def local_url(url: str, what: str) -> str:
     return path.resolve().as_uri()
 
 
-@click.command()
+@click.command(epilog=examples(
+    "imagepipe fetch https://example.org/disk.qcow2 --checksum sha256:HEX -o disk.qcow2",
+    "imagepipe fetch https://example.org/disk.qcow2 --checksum-url https://example.org/SHA256SUMS",
+    "imagepipe fetch ./local.raw.xz --insecure-no-checksum --decompress"))
 @click.argument("url")
 @click.option("--checksum", metavar="ALGO:HEX", help="Expected sha256:/sha512: digest.")
 @click.option("--checksum-url", metavar="URL",
@@ -46,7 +49,7 @@ def local_url(url: str, what: str) -> str:
 @click.option("--decompress", is_flag=True,
               help="Also decompress (.xz .gz .zst .bz2) into the store and use that file.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Also place the file here (reflink, hardlink or copy).")
+              help="Also place the file here (a directory: under the URL's file name).")
 @force_option
 @store_option
 def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tuple[str, ...],

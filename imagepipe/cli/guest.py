@@ -78,7 +78,12 @@ def _guest_job(
     return record
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=examples("imagepipe seal disk.qcow2 -o sealed.qcow2",
+                               "imagepipe seal disk.qcow2 --in-place "
+                               "--operations defaults,-ssh-hostkeys",
+                               "imagepipe seal disk.qcow2 --dry-run",
+                               "imagepipe seal --list-operations"))
 @click.argument("image", type=IMAGE, required=False)
 @_output_options
 @click.option(
@@ -203,7 +208,11 @@ def _seed_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=examples("imagepipe inject disk.qcow2 --user-data user-data.yaml "
+                               "-o seeded.qcow2",
+                               "imagepipe inject disk.qcow2 --user-data u.yaml "
+                               "--network-config net.yaml --in-place"))
 @click.argument("image", type=IMAGE)
 @_seed_options
 @_output_options
@@ -230,7 +239,10 @@ def inject(
     ui.result(f"injected the NoCloud seed into {rec['output']}", **rec)
 
 
-@click.command("seed-iso", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("seed-iso", context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=examples("imagepipe seed-iso --user-data user-data.yaml -o seed.iso",
+                               "imagepipe seed-iso --user-data u.yaml --meta-data m.yaml "
+                               "--network-config net.yaml -o seed.iso --force"))
 @_seed_options
 @click.option("-o", "--output", type=OUT, required=True, help="The seed ISO to write.")
 @force_option
@@ -260,7 +272,11 @@ def _split(value: str, what: str) -> tuple[str, str]:
     return left, right
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=examples("imagepipe customize disk.qcow2 -o web.qcow2 --install nginx "
+                               "--enable nginx",
+                               "imagepipe customize disk.qcow2 --in-place "
+                               "--upload motd:/etc/motd --run 'echo hi > /etc/issue'"))
 @click.argument("image", type=IMAGE)
 @_output_options
 @click.option("--install", multiple=True, metavar="PKG", help="Install a package (repeatable).")

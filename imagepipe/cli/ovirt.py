@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples
 from imagepipe.errors import InputError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B?)?\s*$", re.I)
@@ -88,12 +89,18 @@ def _image(path: Path) -> Path:
     return path
 
 
-@click.group()
+@click.group(epilog=examples(
+    "imagepipe ovirt upload-disk disk.qcow2 -s data1 --engine https://engine.example.com",
+    "imagepipe ovirt make-template disk.qcow2 -s data1 --cluster Default "
+    "--name 'web-${date}' --description 'web server' --keep 3",
+    "imagepipe ovirt templates ls --profile lab"))
 def ovirt() -> None:
     """Publish to an oVirt engine: disks, ISOs and templates."""
 
 
-@ovirt.command("upload-disk")
+@ovirt.command("upload-disk", epilog=examples(
+    "imagepipe ovirt upload-disk disk.qcow2 -s data1 --profile lab",
+    "imagepipe ovirt upload-disk disk.img -s data1 --format raw --name db-disk"))
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--storage-domain", "-s", required=True, help="Data storage domain name.")
 @click.option("--name", help="Disk name (default: the image file name without extension).")
@@ -116,7 +123,8 @@ def upload_disk_cmd(cfg: Any, image: Path, storage_domain: str, name: str | None
               f", {r.attempts} attempt(s), {r.seconds:.1f}s", **r.to_dict())
 
 
-@ovirt.command("upload-iso")
+@ovirt.command("upload-iso", epilog=examples(
+    "imagepipe ovirt upload-iso debian-12.iso -s data1 --profile lab"))
 @click.argument("iso", type=click.Path(path_type=Path))
 @click.option("--storage-domain", "-s", required=True, help="Data storage domain name.")
 @click.option("--name", help="Disk name; `.iso` is appended when missing.")
@@ -133,7 +141,9 @@ def upload_iso_cmd(cfg: Any, iso: Path, storage_domain: str, name: str | None, r
     ui.result(f"ISO {r.name} uploaded: id {r.disk_id}", **r.to_dict())
 
 
-@ovirt.command("make-template")
+@ovirt.command("make-template", epilog=examples(
+    "imagepipe ovirt make-template web.qcow2 -s data1 --cluster Default --name 'web-${date}' "
+    "--description 'web server' --user-data web.yaml --keep 3"))
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--storage-domain", "-s", required=True)
 @click.option("--cluster", required=True)
@@ -187,12 +197,13 @@ def _read_user_data(path: Path) -> str:
     return path.read_text()
 
 
-@ovirt.group()
+@ovirt.group(epilog=examples("imagepipe ovirt templates ls --profile lab"))
 def templates() -> None:
     """Templates on the engine."""
 
 
-@templates.command("ls")
+@templates.command("ls", epilog=examples(
+    "imagepipe ovirt templates ls --profile lab --name-prefix web-"))
 @click.option("--name-prefix", help="Only templates whose name starts with this.")
 @engine_options
 def templates_ls(cfg: Any, name_prefix: str | None) -> None:
