@@ -145,7 +145,7 @@ def _template_store(root: Path) -> Path:
             "recipe": {"path": "recipes/httpd.yaml", "sha256": "ab" * 32},
             "built_at": f"{version[:4]}-{version[4:6]}-{version[6:]}T01:00:00Z", "seconds": 9,
             "imagepipe_version": "0", "outputs": [
-                {"path": f"/store/x/httpd.qcow2", "format": "qcow2", "format_name": "qcow2",
+                {"path": "/store/x/httpd.qcow2", "format": "qcow2", "format_name": "qcow2",
                  "virtual_size": 3 << 30, "file_size": 1 << 29, "sha256": "cd" * 32}],
             "stages": [{"stage": "test.boot", "cached": True, "record": {
                 "passed": passed, "checks": [{"name": "login", "passed": True,
