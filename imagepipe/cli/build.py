@@ -32,7 +32,8 @@ from imagepipe.cli.store_option import store_option
 @click.option("--no-wait", is_flag=True,
               help="Fail at once if another build of the recipe is running.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Parallel converts (or recipes with --all); default: the core count.")
+              help="Parallel converts in a build (default: the core count); with --all, "
+              "recipes at a time (default: half the cores, at least 2).")
 def build(target: Path | None, build_all: bool, store: Path | None, explain: bool,
           dry_run: bool, from_stage: str | None, force: tuple[str, ...],
           keep_on_failure: bool, no_wait: bool, jobs: int | None) -> None:

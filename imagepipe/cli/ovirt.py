@@ -18,7 +18,10 @@ import click
 from imagepipe import ui
 from imagepipe.cli.common import examples
 from imagepipe.errors import InputError
+from imagepipe.recipe.model import OvirtPublish
 
+# The same defaults as the recipe's publish.ovirt (one source: the recipe model).
+_DEFAULTS = OvirtPublish()
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B?)?\s*$", re.I)
 
 
@@ -154,13 +157,16 @@ def upload_iso_cmd(cfg: Any, iso: Path, storage_domain: str, name: str | None, r
 @click.option("--comment", default="")
 @click.option("--user-data", type=click.Path(path_type=Path),
               help="cloud-config for the template's initialization (custom script).")
-@click.option("--memory", default="2G", show_default=True)
-@click.option("--cpus", type=click.IntRange(1, 256), default=2, show_default=True)
-@click.option("--os-type", default="rhel_9x64", show_default=True)
-@click.option("--network", default="ovirtmgmt", show_default=True,
+@click.option("--memory", default=f"{_DEFAULTS.memory >> 30}G", show_default=True)
+@click.option("--cpus", type=click.IntRange(1, 512), default=_DEFAULTS.cpus, show_default=True)
+@click.option("--os-type", default=_DEFAULTS.os_type, show_default=True,
+              help="oVirt OS type, e.g. debian_12, rhel_9x64.")
+@click.option("--network", default=_DEFAULTS.network, show_default=True,
               help="vNIC profile / network for nic1.")
-@click.option("--ballooning/--no-ballooning", default=True, show_default=True)
-@click.option("--seal/--no-seal", default=True, show_default=True)
+@click.option("--ballooning/--no-ballooning", default=_DEFAULTS.ballooning, show_default=True)
+@click.option("--seal/--no-seal", default=_DEFAULTS.seal, show_default=True,
+              help="Let the engine seal the template too (virt-sysprep on a host), as oVirt's "
+              "'Seal Template'; images imagepipe built are sealed already.")
 @click.option("--keep", type=click.IntRange(1), help="Keep only the newest N versions.")
 @upload_options
 @engine_options
