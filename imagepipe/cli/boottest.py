@@ -52,9 +52,10 @@ def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeou
     checks = [parse_http_check(h) for h in http]
     fmt = str(probe_image(image)["format"])
     log_dir = keep_log or Path(tempfile.mkdtemp(prefix="imagepipe-boot-test-"))
-    report = run_boot_test(image, user_data=user_data, checks=checks, timeout=timeout,
-                           log_dir=log_dir, memory=memory * 1024**2, cpus=cpus,
-                           verify_identity=not no_identity_check, disk_fmt=fmt)
+    with ui.stage("boot-test"):  # shows the boot milestones while it waits
+        report = run_boot_test(image, user_data=user_data, checks=checks, timeout=timeout,
+                               log_dir=log_dir, memory=memory * 1024**2, cpus=cpus,
+                               verify_identity=not no_identity_check, disk_fmt=fmt)
     lines = [f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']:<24} "
              f"{'' if c['seconds'] is None else str(c['seconds']) + 's':>7}  {c['detail']}"
              for c in report["checks"]]

@@ -72,8 +72,10 @@ def _guest_job(
             f"launching the appliance on {path.name if in_place else image.name} "
             f"({accel_mod.decide_accel()})"
         )
-        with GuestSession(path, fmt=fmt, network=network) as session:
-            record = work(session)
+        with ui.stage(click.get_current_context().info_name or "guest"):
+            ui.phase("launching the appliance")
+            with GuestSession(path, fmt=fmt, network=network) as session:
+                record = work(session)
     record["output"] = str(image if in_place else output)
     return record
 
