@@ -175,3 +175,13 @@ def test_templates_show_and_rm(tmp_path: Path) -> None:
     r = run_cli("templates", "rm", "httpd/20261201", "--force", "--dir", str(root))
     assert r.returncode == 0, r.stderr
     assert not (root / "httpd" / "latest").exists() and not any((root / "httpd").iterdir())
+
+
+def test_docs_link_only_inside_the_repository() -> None:
+    import re
+
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)", doc.read_text()):
+            assert "://" not in target and not target.startswith("/"), (doc, target)
+            assert (doc.parent / target).resolve().is_relative_to(REPO), (doc, target)
+            assert (doc.parent / target).exists(), (doc, target)
