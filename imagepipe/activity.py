@@ -67,8 +67,8 @@ class _Board:
         with self.lock:
             self.active.append(act)
             self.local.current = act
-            if self.ticker is None or not self.ticker.is_alive():
-                self.wake.clear()
+            self.wake.clear()
+            if self.ticker is None:  # the ticker clears this, under the lock, when it ends
                 self.ticker = threading.Thread(target=self._tick, name="activity",
                                                daemon=True)
                 self.ticker.start()
@@ -107,10 +107,12 @@ class _Board:
         from imagepipe import ui
 
         last_beat = time.monotonic()
-        while not self.wake.wait(TICK_S):
+        while True:
+            self.wake.wait(TICK_S)  # set when the last activity ends: stop at once
             now = time.monotonic()
             with self.lock:
                 if not self.active:
+                    self.ticker = None
                     return
                 if ui.settings.json:
                     if now - last_beat >= HEARTBEAT_S:

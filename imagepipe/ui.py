@@ -202,9 +202,10 @@ def stage(name: str, **data: Any) -> Iterator[None]:
     start = time.monotonic()
     emit("stage", name=name, status="start", **data)
     with ExitStack() as shown:
-        if getattr(BOARD.local, "current", None) is None:
+        current = getattr(BOARD.local, "current", None)
+        if current is None:
             shown.enter_context(activity(name))
-        else:
+        elif current.name != name:
             phase(name)
         try:
             yield
