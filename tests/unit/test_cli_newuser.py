@@ -185,3 +185,18 @@ def test_docs_link_only_inside_the_repository() -> None:
             assert "://" not in target and not target.startswith("/"), (doc, target)
             assert (doc.parent / target).resolve().is_relative_to(REPO), (doc, target)
             assert (doc.parent / target).exists(), (doc, target)
+
+
+def test_cached_boot_test_still_shows_its_result() -> None:
+    from imagepipe.cli.build import _boot_note
+    from imagepipe.manifest import StageRecord
+    from imagepipe.stages.base import Artifact
+
+    art = Artifact(path=None, kind="record", metadata={"passed": True, "checks": [
+        {"name": "login", "passed": True, "seconds": 31.5},
+        {"name": "http:80/=200", "passed": True, "seconds": 62.0}]})
+    rec = StageRecord(id="test.boot", stage="test.boot", version=1, key="k", cached=True,
+                      seconds=0.0, artifact=art)
+    assert _boot_note(rec) == "  boot test passed: login 31.5s, http:80/=200 62.0s"
+    rec.stage = "convert"
+    assert _boot_note(rec) == ""
