@@ -106,7 +106,6 @@ class _Board:
     def _tick(self) -> None:
         from imagepipe import ui
 
-        last_beat = time.monotonic()
         while True:
             self.wake.wait(TICK_S)  # set when the last activity ends: stop at once
             now = time.monotonic()
@@ -115,8 +114,8 @@ class _Board:
                     self.ticker = None
                     return
                 if ui.settings.json:
-                    if now - last_beat >= HEARTBEAT_S:
-                        last_beat = now
+                    # due a tick early, so no two events are ever more than HEARTBEAT_S apart
+                    if now - ui.settings.last_emit >= HEARTBEAT_S - TICK_S:
                         ui.emit("heartbeat", active=[a.describe(now) for a in self.active])
                 elif _tty():
                     self._draw(" | ".join(a.line(now) for a in self.active))

@@ -26,6 +26,7 @@ class _Settings:
     json: bool = False
     verbose: int = 0
     debug: bool = False
+    last_emit: float = 0.0  # monotonic time of the last --json event (for the heartbeat)
 
 
 settings = _Settings()
@@ -46,6 +47,7 @@ def emit(event: str, **data: Any) -> None:
         sys.stdout.write(json.dumps({"event": event, "time": round(time.time(), 3), **data},
                                     default=str) + "\n")
         sys.stdout.flush()
+        settings.last_emit = time.monotonic()
 
 
 def _clear_status() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import ui
+from imagepipe.activity import activity
 from imagepipe.errors import ImagepipeError
 from imagepipe.manifest import StageRecord, build_manifest, write
 from imagepipe.pipeline import explain
@@ -85,9 +86,9 @@ def build(recipe: Recipe, opts: BuildOptions, recipe_sha256: str | None = None) 
         return _dry_run(recipe, levels, opts, forced, jobs, start)
     store = Store(opts.store)
     with ExitStack() as stack:
-        stack.enter_context(store.build_lock(
-            recipe.name, wait=opts.wait,
-            on_wait=lambda who: ui.info(f"waiting for another build of {recipe.name} ({who})")))
+        with activity(recipe.name):  # a wait for another build's lock is shown too
+            stack.enter_context(store.build_lock(
+                recipe.name, wait=opts.wait, on_wait=lambda who: _waiting(recipe.name, who)))
         stack.callback(store.holds.close)
         store.clean_stale()
         builds = store.builds_dir(recipe.name)
@@ -165,6 +166,11 @@ def _dry_run(recipe: Recipe, levels: list[Any], opts: BuildOptions, forced: set[
     ui.result(None, recipe=recipe.name, dry_run=True, plan=planned, cached=cached,
               rerun=would_run, rerun_count=len(would_run), stage_count=len(planned))
     return report
+
+
+def _waiting(name: str, who: str) -> None:
+    ui.info(f"waiting for another build of {name} ({who})")
+    ui.phase(f"waiting for another build ({who})")
 
 
 def _safe_name(name: str) -> str:
