@@ -15,9 +15,19 @@ APT_PACKAGES := qemu-utils qemu-system-x86 qemu-system-data libguestfs-tools pyt
 	xz-utils zstd bzip2 curl openssl genisoimage isolinux \
 	ovmf dosfstools gpg apt-utils dpkg-dev redis-server
 
-.PHONY: setup image test test-fast bench lint clean
+# The man page goes where `man imagepipe` finds it: /usr/local/share/man as root, else ~/.local.
+MANDIR ?= $(if $(filter 0,$(shell id -u)),/usr/local/share/man/man1,$(HOME)/.local/share/man/man1)
 
-setup: $(STAMP)
+.PHONY: setup image test test-fast bench lint clean man
+
+setup: $(STAMP) $(MANDIR)/imagepipe.1
+
+$(MANDIR)/imagepipe.1: imagepipe.1
+	install -D -m 0644 $< $@
+
+# Regenerate imagepipe.1 from the click commands (a test checks the committed page is current).
+man: $(STAMP)
+	$(PY) -m imagepipe.cli.manpage > imagepipe.1
 
 $(STAMP): pyproject.toml Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do \

@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,8 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
     ui.info(f"bootstrap: mmdebstrap {src.distro} {src.suite} from {mirror} "
             f"({len(package_list(src))} packages)")
     try:
-        res = run(mmdebstrap_argv(src, mirror, tmp), timeout=timeout, check=False)
+        res = run(mmdebstrap_argv(src, mirror, tmp), timeout=timeout, check=False,
+                  on_stderr_line=mmdebstrap_phase(ui.phase_setter()))
         if res.returncode != 0:
             raise _mmdebstrap_error(res.argv, res.returncode, res.stderr + res.stdout, mirror)
         publish(tmp, out, force=True)
@@ -192,6 +193,15 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
             shutil.rmtree(tmp, ignore_errors=True)
         tmp.unlink(missing_ok=True)
     return out
+
+
+def mmdebstrap_phase(say: Callable[[str], None]) -> Callable[[str], None]:
+    """A stderr line handler: mmdebstrap's `I: downloading packages with apt...` lines are
+    its phases; `say` shows them (ui.phase_setter: called from the reader thread)."""
+    def on_line(line: str) -> None:
+        if line.startswith("I: ") and line.rstrip().endswith("..."):
+            say("mmdebstrap: " + line[3:].strip().removesuffix("..."))
+    return on_line
 
 
 def _mmdebstrap_error(argv: Sequence[str], rc: int, output: str, mirror: str) -> ImagepipeError:

@@ -190,6 +190,8 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
 def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
            identity: dict[str, Any], nonce: str, start: float, timeout: float) -> None:
     """Poll the console and the HTTP checks until all passed, the VM died or time ran out."""
+    from imagepipe.boot_milestones import milestone
+
     tag = re.compile(rf"{MARK}-{nonce} (machine-id|hostkey)=(.*)$", re.M)
     names = [f"http:{c.port}{c.path}={c.status}" for c in checks]
     deadline = start + timeout
@@ -214,6 +216,8 @@ def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
                     if ok:
                         results[name].passed, results[name].seconds = True, round(now - start, 1)
                         ui.info(f"boot-test: {detail} after {now - start:.0f}s")
+        ui.phase("boot: " + milestone(text, http_pending=not all(results[n].passed
+                                                                  for n in names)))
         if all(r.passed for r in results.values()) and identity:
             return
         if not vm.running():

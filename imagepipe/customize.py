@@ -109,6 +109,7 @@ def customize(session: GuestSession, spec: Customize) -> dict[str, Any]:
     record: dict[str, Any] = {}
     if spec.packages:
         ui.detail(f"guest: installing {len(spec.packages)} package(s)")
+        ui.phase(f"customize: installing {len(spec.packages)} package(s)")
         session.sh(install_command(session.info.package_management, spec.packages))
         record["packages"] = list(spec.packages)
     for f in spec.files:
@@ -117,6 +118,7 @@ def customize(session: GuestSession, spec: Customize) -> dict[str, Any]:
         record["files"] = [f.dest for f in spec.files]
     for cmd in spec.run:
         ui.detail(f"guest: run {cmd}")
+        ui.phase(f"customize: run {cmd[:40]}")
         session.sh(cmd)
     if spec.run:
         record["commands"] = len(spec.run)

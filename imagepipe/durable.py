@@ -24,6 +24,16 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def refuse_overwrite(dst: Path, force: bool) -> None:
+    """The one rule for every command that writes a file the user named (convert, seal /
+    inject / customize -o, seed-iso -o, fetch -o): an existing file is replaced only with
+    --force. Checked before any work, so nothing runs for minutes and then fails;
+    `publish(force=False)` enforces it again, race-free, when the file is renamed into place.
+    """
+    if not force and (dst.exists() or dst.is_symlink()):
+        raise InputError(f"{dst}: already exists", "pass --force to replace it")
+
+
 def publish(tmp: Path, dst: Path, force: bool) -> None:
     """fsync the file, move it to DST without clobbering (unless force), fsync the directory."""
     fsync_path(tmp)

@@ -14,6 +14,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from imagepipe import ui
 from imagepipe.errors import InputError
 from imagepipe.recipe.model import CloudInit, Recipe
 from imagepipe.tools.guestfs import GuestSession
@@ -65,6 +66,7 @@ def run_guest_work(
     select(recipe.seal.operations)  # a typo in the selection fails before the launch
     with ExitStack() as stack:
         if session is None:
+            ui.phase("launching the appliance")
             session = stack.enter_context(
                 GuestSession(image, fmt=fmt, network=bool(recipe.customize.packages))
             )
@@ -72,18 +74,22 @@ def run_guest_work(
         record: dict[str, Any] = {"guest": session.info.to_dict()}
         record["customize"] = customize(session, recipe.customize)
         if payload is not None:
+            ui.phase("injecting the cloud-init seed")
             record["cloud_init"] = inject_seed(session, *payload)
             record["cloud_init"]["instance_id"] = _instance_id(payload[1])
         sealed = seal(session, recipe.seal.operations)
         record["seal"] = {k: sealed[k] for k in ("operations", "skipped", "files_removed")}
+        ui.phase("template lints")
         record["lints"] = run_lints(
             session,
             allow_static_ip=recipe.seal.allow_static_ip,
             allow_password=recipe.seal.allow_password,
         )
+        ui.phase("verifying the sealed image")
         record["verification"] = verify(session, sealed["operations"])
         # Last, from the sealed guest: what VMs made from this image will really run.
         record["inventory"] = read_packages(session)
+        ui.phase("closing the appliance")
     return record
 
 
@@ -106,9 +112,11 @@ def image_format(path: Path) -> str:
 
 
 @contextmanager
-def working_copy(src: Path, out: Path | None, *, in_place: bool = False) -> Iterator[Path]:
+def working_copy(src: Path, out: Path | None, *, in_place: bool = False,
+                 force: bool = False) -> Iterator[Path]:
     """Yield the path to modify: `src` itself (--in-place) or a temp copy next to `out` that is
-    fsynced and renamed onto `out` only if the work succeeds (never a half-written output)."""
+    fsynced and renamed onto `out` only if the work succeeds (never a half-written output).
+    An existing `out` is replaced only with `force` (the CLI's --force)."""
     if in_place:
         yield src
         return
@@ -116,6 +124,9 @@ def working_copy(src: Path, out: Path | None, *, in_place: bool = False) -> Iter
         raise InputError("give -o OUT (the input is never modified) or --in-place")
     if out.resolve() == src.resolve():
         raise InputError(f"-o {out} is the input image", "use --in-place to modify it")
+    from imagepipe.durable import refuse_overwrite
+
+    refuse_overwrite(out, force)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         from imagepipe.durable import publish
@@ -123,7 +134,7 @@ def working_copy(src: Path, out: Path | None, *, in_place: bool = False) -> Iter
 
         run(["cp", "--sparse=always", "--reflink=auto", str(src), str(tmp)])
         yield tmp
-        publish(tmp, out, force=True)
+        publish(tmp, out, force=force)
     finally:
         if tmp.exists():
             tmp.unlink()

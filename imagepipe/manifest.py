@@ -2,8 +2,9 @@
 
 Why every field: a template found on a shelf months later must answer "which recipe (exact
 bytes), which sources (URLs + digests), which tool versions, which stages were cached, what does
-each output contain" without the build machine. Secrets never appear: every key that looks
-like a credential is redacted wherever it occurs, and stage options are not copied wholesale.
+each output contain" without the build machine. Secrets never appear: every value stored under
+a key that names a credential is redacted wherever it occurs, and stage options are not copied
+wholesale.
 """
 
 from __future__ import annotations
@@ -20,16 +21,28 @@ from typing import Any
 from imagepipe.stages.base import Artifact
 
 MANIFEST_VERSION = 1
+# A key *names a secret* when its last word is a secret noun: `password`, `db_password`,
+# `api-token`, `hashed_passwd`. Keys that merely mention one (`password_allowed`,
+# `allow_password`, `password_file`, `lock_passwd`) name audit results, switches or paths.
 SECRET = re.compile(r"(^|[_-])(password|passwd|passphrase|token|secret|api_key|private_key|"
-                    r"credentials?)($|[_-])", re.IGNORECASE)
+                    r"credentials?)$", re.IGNORECASE)
 REDACTED = "<redacted>"
 
 
+def is_secret(key: str, value: Any) -> bool:
+    """True when `value`, stored under `key`, is a secret to hide: a non-empty string or number
+    under a secret-naming key. Booleans, lists and mappings are never secrets themselves (a
+    mapping is walked instead), so an audit result such as `lints.password_allowed` stays
+    visible."""
+    if isinstance(value, bool) or value in (None, ""):
+        return False
+    return isinstance(value, (str, int, float)) and bool(SECRET.search(key))
+
+
 def redact(value: Any) -> Any:
-    """A copy of `value` with credential-looking keys' values replaced."""
+    """A copy of `value` with secret values replaced (see `is_secret`)."""
     if isinstance(value, Mapping):
-        return {k: (REDACTED if SECRET.search(str(k)) and v not in (None, "", False)
-                    else redact(v)) for k, v in value.items()}
+        return {k: (REDACTED if is_secret(str(k), v) else redact(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     return value

@@ -15,8 +15,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ class _Settings:
     json: bool = False
     verbose: int = 0
     debug: bool = False
+    last_emit: float = 0.0  # monotonic time of the last --json event (for the heartbeat)
 
 
 settings = _Settings()
@@ -46,6 +47,15 @@ def emit(event: str, **data: Any) -> None:
         sys.stdout.write(json.dumps({"event": event, "time": round(time.time(), 3), **data},
                                     default=str) + "\n")
         sys.stdout.flush()
+        settings.last_emit = time.monotonic()
+
+
+def _clear_status() -> None:
+    """Erase the running stages' status line (imagepipe.activity) before printing a line."""
+    from imagepipe.activity import BOARD
+
+    if BOARD.shown:
+        BOARD.clear()
 
 
 def info(message: str, **data: Any) -> None:
@@ -53,12 +63,14 @@ def info(message: str, **data: Any) -> None:
     if settings.json:
         emit("info", message=message, **data)
     else:
+        _clear_status()
         print(message, file=sys.stderr, flush=True)
 
 
 def detail(message: str) -> None:
     """Only shown with -v."""
     if settings.verbose and not settings.json:
+        _clear_status()
         print(message, file=sys.stderr, flush=True)
     elif settings.json and settings.verbose:
         emit("info", message=message)
@@ -68,6 +80,7 @@ def warn(message: str) -> None:
     if settings.json:
         emit("warning", message=message)
     else:
+        _clear_status()
         print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
@@ -76,6 +89,7 @@ def result(message: str | None = None, **data: Any) -> None:
     if settings.json:
         emit("result", **data)
     elif message is not None:
+        _clear_status()
         print(message, flush=True)
 
 
@@ -107,9 +121,13 @@ class Progress:
             )
             from rich.progress import Progress as RichProgress
 
+            from imagepipe.activity import paused
+
             self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
                                      DownloadColumn(), TransferSpeedColumn(),
                                      TimeRemainingColumn(), transient=True)
+            self._paused = paused()
+            self._paused.__enter__()
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.size)
         return self
@@ -117,6 +135,7 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+            self._paused.__exit__(None, None, None)
 
     def update(self, n: int) -> None:
         self.done += n
@@ -139,6 +158,7 @@ class Progress:
             return
         pct = int(self.done * 100 / self.size)
         if pct >= self._last_pct + 10 or (pct == 100 and self._last_pct != 100):
+            _clear_status()
             self._last_pct = pct
             rate, eta = self._rate()
             if settings.json:
@@ -158,14 +178,41 @@ class Progress:
         return rate, (left / rate if rate > 0 else 0.0)
 
 
+def phase(text: str) -> None:
+    """What the running stage (of this thread) is doing now: shown on a terminal with the
+    elapsed time and sent as a `phase` event (see imagepipe.activity)."""
+    from imagepipe.activity import BOARD
+
+    BOARD.set_phase(text)
+
+
+def phase_setter() -> Callable[[str], None]:
+    """`phase` bound to this thread's running stage, for a helper thread to call (a
+    subprocess's output reader)."""
+    from imagepipe.activity import BOARD
+
+    act = BOARD.current()
+    return lambda text: BOARD.set_phase(text, act)
+
+
 @contextmanager
 def stage(name: str, **data: Any) -> Iterator[None]:
-    """Bracket a unit of work with `stage` start/end events and its duration."""
+    """Bracket a unit of work with `stage` start/end events and its duration. The outermost
+    stage of a thread is shown as running with its phase; a stage inside it is a phase."""
+    from imagepipe.activity import BOARD, activity
+
     start = time.monotonic()
     emit("stage", name=name, status="start", **data)
-    try:
-        yield
-    except BaseException:
-        emit("stage", name=name, status="failed", seconds=round(time.monotonic() - start, 3))
-        raise
+    with ExitStack() as shown:
+        current = getattr(BOARD.local, "current", None)
+        if current is None:
+            shown.enter_context(activity(name))
+        elif current.name != name:
+            phase(name)
+        try:
+            yield
+        except BaseException:
+            emit("stage", name=name, status="failed",
+                 seconds=round(time.monotonic() - start, 3))
+            raise
     emit("stage", name=name, status="done", seconds=round(time.monotonic() - start, 3))

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from imagepipe import __version__, ui
+from imagepipe.cli.common import examples
 from imagepipe.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ImagepipeError
 
 # command name -> "module:attribute". One line per command; modules are imported on use.
@@ -63,7 +64,16 @@ class LazyGroup(click.Group):
         return command
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=examples("imagepipe build recipes/httpd.yaml",
+                             "imagepipe build --all recipes/ --dry-run",
+                             "imagepipe convert disk.raw -o disk.qcow2",
+                             "imagepipe seal disk.qcow2 -o sealed.qcow2",
+                             "imagepipe templates show httpd",
+                             "imagepipe COMMAND --help   (every command has examples)")
+             + "\n\n\b\nShell completion (add to ~/.bashrc; zsh_source / fish_source for "
+             "zsh / fish):\n  eval \"$(_IMAGEPIPE_COMPLETE=bash_source imagepipe)\"\n\n"
+             "The manual: man imagepipe (man ./imagepipe.1 in a checkout).")
 @click.version_option(__version__, prog_name="imagepipe")
 @click.option("-v", "--verbose", count=True, help="More detail (-vv logs every command run).")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")

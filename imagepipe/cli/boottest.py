@@ -13,9 +13,13 @@ from pathlib import Path
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=examples("imagepipe boot-test disk.qcow2",
+                               "imagepipe boot-test web.qcow2 --user-data web.yaml "
+                               "--http 80:/:200 --keep-log logs/"))
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--user-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Cloud-config (user-data) for the boot, e.g. the recipe's.")
@@ -48,9 +52,10 @@ def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeou
     checks = [parse_http_check(h) for h in http]
     fmt = str(probe_image(image)["format"])
     log_dir = keep_log or Path(tempfile.mkdtemp(prefix="imagepipe-boot-test-"))
-    report = run_boot_test(image, user_data=user_data, checks=checks, timeout=timeout,
-                           log_dir=log_dir, memory=memory * 1024**2, cpus=cpus,
-                           verify_identity=not no_identity_check, disk_fmt=fmt)
+    with ui.stage("boot-test"):  # shows the boot milestones while it waits
+        report = run_boot_test(image, user_data=user_data, checks=checks, timeout=timeout,
+                               log_dir=log_dir, memory=memory * 1024**2, cpus=cpus,
+                               verify_identity=not no_identity_check, disk_fmt=fmt)
     lines = [f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']:<24} "
              f"{'' if c['seconds'] is None else str(c['seconds']) + 's':>7}  {c['detail']}"
              for c in report["checks"]]

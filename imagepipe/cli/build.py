@@ -9,11 +9,16 @@ from typing import Any
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples
 from imagepipe.cli.farm import broker_options, queue_option
 from imagepipe.cli.store_option import store_option
 
 
-@click.command()
+@click.command(epilog=examples(
+    "imagepipe build recipes/httpd.yaml",
+    "imagepipe build recipes/httpd.yaml --dry-run --explain",
+    "imagepipe build recipes/httpd.yaml --force test.boot",
+    "imagepipe --json build --all recipes/ -j 2"))
 @click.argument("target", required=False, metavar="RECIPE | --all [DIR]",
                 type=click.Path(path_type=Path))
 @click.option("--all", "build_all", is_flag=True,
@@ -29,7 +34,8 @@ from imagepipe.cli.store_option import store_option
               help="Fail at once if another build of the recipe is running (with --broker: "
                    "queue the recipes and exit).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Parallel converts (or recipes with --all); default: the core count.")
+              help="Parallel converts in a build (default: the core count); with --all, "
+              "recipes at a time (default: half the cores, at least 2).")
 @broker_options
 @queue_option
 @click.option("--publish-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -111,7 +117,7 @@ def _summary(report: Any) -> str:
              f"({len(report.rerun)} of {len(report.records)} stages run)"]
     for r in report.records:
         state = "cached" if r.cached else f"{r.seconds:6.1f}s"
-        lines.append(f"  {r.id:<20} {state}")
+        lines.append(f"  {r.id:<20} {state}{_boot_note(r)}")
     lines.append("outputs:")
     for o in m.get("outputs", []):
         sub = f"/{o['subformat']}" if o.get("subformat") else ""
@@ -132,6 +138,17 @@ def _summary(report: Any) -> str:
     lines.append(f"manifest: {report.manifest_path}")
     lines.append(f"logs: {report.build_dir}/logs/")
     return "\n".join(lines)
+
+
+def _boot_note(record: Any) -> str:
+    """A boot test's result beside its stage line, also when the stage was cached (its record
+    is the stored result of the boot that proved this very image)."""
+    meta = dict(record.artifact.metadata) if record.artifact is not None else {}
+    if record.stage != "test.boot" or "passed" not in meta:
+        return ""
+    checks = ", ".join(f"{c['name']} {c['seconds']}s" if c.get("passed") else
+                       f"{c['name']} FAILED" for c in meta.get("checks", []))
+    return f"  boot test {'passed' if meta['passed'] else 'FAILED'}: {checks}"
 
 
 def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,

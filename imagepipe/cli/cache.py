@@ -7,15 +7,18 @@ from pathlib import Path
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples
 from imagepipe.cli.store_option import store_option
 
 
-@click.group()
+@click.group(epilog=examples("imagepipe cache ls", "imagepipe cache verify --delete",
+                             "imagepipe cache gc --max-size 20G"))
 def cache() -> None:
     """Inspect, verify and trim the build cache (the store)."""
 
 
-@cache.command("ls")
+@cache.command("ls", epilog=examples("imagepipe cache ls",
+                                     "imagepipe --json cache ls --store /srv/cache"))
 @store_option
 def ls(store: Path | None) -> None:
     """List store entries, least recently used first."""
@@ -35,7 +38,7 @@ def ls(store: Path | None) -> None:
               entries=[e.to_dict(st.root) for e in items])
 
 
-@cache.command()
+@cache.command(epilog=examples("imagepipe cache verify", "imagepipe cache verify --delete"))
 @store_option
 @click.option("--delete", is_flag=True, help="Remove corrupt entries (unless a build holds them).")
 def verify(store: Path | None, delete: bool) -> None:
@@ -65,7 +68,8 @@ def _entry_of(root: Path, path: Path) -> Path:
     return root.joinpath(*parts[: 3 if parts[0] == "objects" else 2])
 
 
-@cache.command()
+@cache.command(epilog=examples("imagepipe cache gc --max-size 20G --dry-run",
+                              "imagepipe cache gc --max-size 50G"))
 @store_option
 @click.option("--max-size", required=True, metavar="SIZE",
               help="Trim the store to at most this size (e.g. 20G), least recently used first.")

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples
 from imagepipe.cli.store_option import store_option
 from imagepipe.farm import BROKER_ENV, DEFAULT_QUEUE
 
@@ -44,7 +45,9 @@ queue_option = click.option("--queue", default=DEFAULT_QUEUE, show_default=True,
                                                  "workers).")
 
 
-@click.command()
+@click.command(epilog=examples(
+    "IMAGEPIPE_BROKER=redis://:PASSWORD@farm:6379/0 imagepipe worker --store /var/cache/imagepipe",
+    "imagepipe worker --broker-file /etc/imagepipe/broker --concurrency 1 --queue nightly"))
 @broker_options
 @store_option
 @click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
@@ -70,12 +73,13 @@ def worker(broker: str | None, broker_file: Path | None, store: Path | None,
                              "see the messages above (a lost broker?)")
 
 
-@click.group()
+@click.group(epilog=examples("imagepipe farm status --broker-file /etc/imagepipe/broker"))
 def farm() -> None:
     """The build farm: queued, running and finished builds."""
 
 
-@farm.command()
+@farm.command(epilog=examples("imagepipe farm status --broker-file /etc/imagepipe/broker",
+                              "imagepipe --json farm status --hours 2"))
 @broker_options
 @click.option("--hours", type=float, default=24.0, show_default=True,
               help="Show builds queued in the last HOURS.")

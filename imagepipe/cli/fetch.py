@@ -7,10 +7,37 @@ from pathlib import Path
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples, force_option
 from imagepipe.cli.store_option import store_option
 
 
-@click.command()
+def local_url(url: str, what: str) -> str:
+    """URLs as given; a local path becomes a file:// URL. A path that does not exist, or a
+    scheme we cannot fetch, is bad input (exit 2) before anything is downloaded."""
+    from urllib.parse import unquote, urlparse
+
+    from imagepipe.errors import InputError
+
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https"):
+        return url
+    if parsed.scheme not in ("", "file"):
+        raise InputError(f"{what} {url}: unsupported scheme {parsed.scheme}:",
+                         "use http://, https://, file:// or a local path")
+    path = Path(unquote(parsed.path) if parsed.scheme else url)
+    if url.endswith("/"):  # a mirror directory: the URL's file name is appended later
+        if not path.is_dir():
+            raise InputError(f"{what} {url}: no such directory {path}")
+        return path.resolve().as_uri() + "/"
+    if not path.is_file():
+        raise InputError(f"{what} {url}: no such file {path}")
+    return path.resolve().as_uri()
+
+
+@click.command(epilog=examples(
+    "imagepipe fetch https://example.org/disk.qcow2 --checksum sha256:HEX -o disk.qcow2",
+    "imagepipe fetch https://example.org/disk.qcow2 --checksum-url https://example.org/SHA256SUMS",
+    "imagepipe fetch ./local.raw.xz --insecure-no-checksum --decompress"))
 @click.argument("url")
 @click.option("--checksum", metavar="ALGO:HEX", help="Expected sha256:/sha512: digest.")
 @click.option("--checksum-url", metavar="URL",
@@ -22,12 +49,14 @@ from imagepipe.cli.store_option import store_option
 @click.option("--decompress", is_flag=True,
               help="Also decompress (.xz .gz .zst .bz2) into the store and use that file.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Also place the file here (reflink, hardlink or copy).")
+              help="Also place the file here (a directory: under the URL's file name).")
+@force_option
 @store_option
 def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tuple[str, ...],
-          insecure_no_checksum: bool, decompress: bool, output: Path | None,
+          insecure_no_checksum: bool, decompress: bool, output: Path | None, force: bool,
           store: Path | None) -> None:
     """Download URL into the store (verified, resumable) and print its store path."""
+    from imagepipe.durable import refuse_overwrite
     from imagepipe.errors import InputError
     from imagepipe.fetch import fetch_result
     from imagepipe.fetch.checksums import file_name
@@ -38,6 +67,10 @@ def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tup
 
     if checksum and checksum_url:
         raise InputError("give --checksum or --checksum-url, not both")
+    url = local_url(url, "URL")
+    mirrors = tuple(local_url(m, "--mirror") for m in mirrors)
+    if output is not None and not output.is_dir():
+        refuse_overwrite(output, force)
     st = Store(store)
     try:
         res = fetch_result(Download(url=url, checksum=checksum, checksum_url=checksum_url,
@@ -51,6 +84,7 @@ def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tup
         if output is not None:
             if output.is_dir():
                 output = output / (path.name if decompress else file_name(url))
+                refuse_overwrite(output, force)
             how = copy_out(path, output)
             ui.info(f"placed {output} ({how})")
     finally:

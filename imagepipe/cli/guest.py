@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples, force_option
 from imagepipe.errors import InputError
 
 IMAGE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -32,6 +33,7 @@ def _accel_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _output_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = force_option(f)
     f = click.option("--in-place", is_flag=True, help="Modify IN itself.")(f)
     return click.option(
         "-o",
@@ -49,6 +51,7 @@ def _guest_job(
     work: Callable[[Any], dict[str, Any]],
     *,
     network: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Open one session on a working copy of `image`, run `work`, publish the copy on success."""
     from imagepipe.guest import image_format, working_copy
@@ -64,18 +67,25 @@ def _guest_job(
         raise InputError(f"-o {output}: the output keeps the input's format ({fmt}), but the "
                          f"name says {suffix_fmt}",
                          f"name it *.{fmt} and convert afterwards: imagepipe convert")
-    with working_copy(image, output, in_place=in_place) as path:
+    with working_copy(image, output, in_place=in_place, force=force) as path:
         ui.info(
             f"launching the appliance on {path.name if in_place else image.name} "
             f"({accel_mod.decide_accel()})"
         )
-        with GuestSession(path, fmt=fmt, network=network) as session:
-            record = work(session)
+        with ui.stage(click.get_current_context().info_name or "guest"):
+            ui.phase("launching the appliance")
+            with GuestSession(path, fmt=fmt, network=network) as session:
+                record = work(session)
     record["output"] = str(image if in_place else output)
     return record
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=examples("imagepipe seal disk.qcow2 -o sealed.qcow2",
+                               "imagepipe seal disk.qcow2 --in-place "
+                               "--operations defaults,-ssh-hostkeys",
+                               "imagepipe seal disk.qcow2 --dry-run",
+                               "imagepipe seal --list-operations"))
 @click.argument("image", type=IMAGE, required=False)
 @_output_options
 @click.option(
@@ -94,6 +104,7 @@ def seal(
     image: Path | None,
     output: Path | None,
     in_place: bool,
+    force: bool,
     spec: str,
     list_operations: bool,
     dry_run: bool,
@@ -135,7 +146,7 @@ def seal(
             "verification": verify(session, sealed["operations"]),
         }
 
-    rec = _guest_job(image, output, in_place, accel, work)
+    rec = _guest_job(image, output, in_place, accel, work, force=force)
     s = rec["seal"]
     ui.result(
         f"sealed {rec['output']}: {len(s['operations'])} operations, "
@@ -199,7 +210,11 @@ def _seed_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=examples("imagepipe inject disk.qcow2 --user-data user-data.yaml "
+                               "-o seeded.qcow2",
+                               "imagepipe inject disk.qcow2 --user-data u.yaml "
+                               "--network-config net.yaml --in-place"))
 @click.argument("image", type=IMAGE)
 @_seed_options
 @_output_options
@@ -213,6 +228,7 @@ def inject(
     hostname: str | None,
     output: Path | None,
     in_place: bool,
+    force: bool,
     accel: str | None,
 ) -> None:
     """Embed a NoCloud seed in IN (/var/lib/cloud/seed/nocloud) with a datasource_list drop-in.
@@ -220,13 +236,18 @@ def inject(
     from imagepipe.cloudinit.seed import inject_seed
 
     payload = _seed_files(user_data, meta_data, network_config, instance_id, hostname)
-    rec = _guest_job(image, output, in_place, accel, lambda s: inject_seed(s, *payload))
+    rec = _guest_job(image, output, in_place, accel, lambda s: inject_seed(s, *payload),
+                     force=force)
     ui.result(f"injected the NoCloud seed into {rec['output']}", **rec)
 
 
-@click.command("seed-iso", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("seed-iso", context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=examples("imagepipe seed-iso --user-data user-data.yaml -o seed.iso",
+                               "imagepipe seed-iso --user-data u.yaml --meta-data m.yaml "
+                               "--network-config net.yaml -o seed.iso --force"))
 @_seed_options
 @click.option("-o", "--output", type=OUT, required=True, help="The seed ISO to write.")
+@force_option
 def seed_iso(
     user_data: Path,
     meta_data: Path | None,
@@ -234,12 +255,15 @@ def seed_iso(
     instance_id: str | None,
     hostname: str | None,
     output: Path,
+    force: bool,
 ) -> None:
     """Write a NoCloud seed ISO (volume id cidata, user-data + meta-data [+ network-config])."""
     from imagepipe.cloudinit.seed import build_seed_iso
+    from imagepipe.durable import refuse_overwrite
 
+    refuse_overwrite(output, force)
     payload = _seed_files(user_data, meta_data, network_config, instance_id, hostname)
-    build_seed_iso(output, *payload)
+    build_seed_iso(output, *payload, force=force)
     ui.result(f"wrote {output}", output=str(output), size=output.stat().st_size)
 
 
@@ -250,7 +274,11 @@ def _split(value: str, what: str) -> tuple[str, str]:
     return left, right
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=examples("imagepipe customize disk.qcow2 -o web.qcow2 --install nginx "
+                               "--enable nginx",
+                               "imagepipe customize disk.qcow2 --in-place "
+                               "--upload motd:/etc/motd --run 'echo hi > /etc/issue'"))
 @click.argument("image", type=IMAGE)
 @_output_options
 @click.option("--install", multiple=True, metavar="PKG", help="Install a package (repeatable).")
@@ -263,6 +291,7 @@ def customize(
     image: Path,
     output: Path | None,
     in_place: bool,
+    force: bool,
     install: tuple[str, ...],
     commands: tuple[str, ...],
     upload: tuple[str, ...],
@@ -288,6 +317,7 @@ def customize(
     if spec.empty:
         raise InputError("nothing to do", "give --install, --run, --upload, --write or --enable")
     rec = _guest_job(
-        image, output, in_place, accel, lambda s: run_customize(s, spec), network=bool(install)
+        image, output, in_place, accel, lambda s: run_customize(s, spec), network=bool(install),
+        force=force,
     )
     ui.result(f"customized {rec['output']}", **rec)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples
 
 MAX_CHAIN = 16
 
@@ -110,7 +111,9 @@ def _text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog=examples("imagepipe info disk.qcow2",
+                               "imagepipe info disk.vmdk --checksum --json"))
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--json", "json_mode", is_flag=True, help="Print a JSON result event.")
 @click.option("--checksum", is_flag=True, help="Also compute the file's sha256 (reads it all).")

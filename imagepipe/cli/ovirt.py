@@ -16,8 +16,12 @@ from typing import Any
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples
 from imagepipe.errors import InputError
+from imagepipe.recipe.model import OvirtPublish
 
+# The same defaults as the recipe's publish.ovirt (one source: the recipe model).
+_DEFAULTS = OvirtPublish()
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B?)?\s*$", re.I)
 
 
@@ -88,12 +92,18 @@ def _image(path: Path) -> Path:
     return path
 
 
-@click.group()
+@click.group(epilog=examples(
+    "imagepipe ovirt upload-disk disk.qcow2 -s data1 --engine https://engine.example.com",
+    "imagepipe ovirt make-template disk.qcow2 -s data1 --cluster Default "
+    "--name 'web-${date}' --description 'web server' --keep 3",
+    "imagepipe ovirt templates ls --profile lab"))
 def ovirt() -> None:
     """Publish to an oVirt engine: disks, ISOs and templates."""
 
 
-@ovirt.command("upload-disk")
+@ovirt.command("upload-disk", epilog=examples(
+    "imagepipe ovirt upload-disk disk.qcow2 -s data1 --profile lab",
+    "imagepipe ovirt upload-disk disk.img -s data1 --format raw --name db-disk"))
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--storage-domain", "-s", required=True, help="Data storage domain name.")
 @click.option("--name", help="Disk name (default: the image file name without extension).")
@@ -106,7 +116,9 @@ def upload_disk_cmd(cfg: Any, image: Path, storage_domain: str, name: str | None
                     sparse: bool, retries: int, disk_timeout: float, verify: bool) -> None:
     """Upload IMAGE (raw, qcow2 or any format qemu reads) as a new disk."""
     from imagepipe.targets.ovirt import connect, upload_disk
+    from imagepipe.targets.ovirt.transfer import image_info
 
+    image_info(image, raw_ok=fmt == "raw")  # no such file / not an image: exit 2, no network
     with connect(cfg) as con:
         r = upload_disk(con, cfg, _image(image), storage_domain=storage_domain, name=name,
                         fmt=fmt, sparse=sparse, options=_options(retries, disk_timeout, verify))
@@ -114,7 +126,8 @@ def upload_disk_cmd(cfg: Any, image: Path, storage_domain: str, name: str | None
               f", {r.attempts} attempt(s), {r.seconds:.1f}s", **r.to_dict())
 
 
-@ovirt.command("upload-iso")
+@ovirt.command("upload-iso", epilog=examples(
+    "imagepipe ovirt upload-iso debian-12.iso -s data1 --profile lab"))
 @click.argument("iso", type=click.Path(path_type=Path))
 @click.option("--storage-domain", "-s", required=True, help="Data storage domain name.")
 @click.option("--name", help="Disk name; `.iso` is appended when missing.")
@@ -131,22 +144,29 @@ def upload_iso_cmd(cfg: Any, iso: Path, storage_domain: str, name: str | None, r
     ui.result(f"ISO {r.name} uploaded: id {r.disk_id}", **r.to_dict())
 
 
-@ovirt.command("make-template")
+@ovirt.command("make-template", epilog=examples(
+    "imagepipe ovirt make-template web.qcow2 -s data1 --cluster Default --name 'web-${date}' "
+    "--description 'web server' --user-data web.yaml --keep 3"))
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("--storage-domain", "-s", required=True)
 @click.option("--cluster", required=True)
-@click.option("--name", required=True, help="Template name; `${date}` makes it versioned.")
+@click.option("--name", required=True,
+              help="Template name; `${date}` (UTC YYYYMMDD, as in recipes) makes it "
+              "versioned; another image the same day gets NAME.2, NAME.3, ...")
 @click.option("--description", required=True, help="Required: what this template is.")
 @click.option("--comment", default="")
 @click.option("--user-data", type=click.Path(path_type=Path),
               help="cloud-config for the template's initialization (custom script).")
-@click.option("--memory", default="2G", show_default=True)
-@click.option("--cpus", type=click.IntRange(1, 256), default=2, show_default=True)
-@click.option("--os-type", default="rhel_9x64", show_default=True)
-@click.option("--network", default="ovirtmgmt", show_default=True,
+@click.option("--memory", default=f"{_DEFAULTS.memory >> 30}G", show_default=True)
+@click.option("--cpus", type=click.IntRange(1, 512), default=_DEFAULTS.cpus, show_default=True)
+@click.option("--os-type", default=_DEFAULTS.os_type, show_default=True,
+              help="oVirt OS type, e.g. debian_12, rhel_9x64.")
+@click.option("--network", default=_DEFAULTS.network, show_default=True,
               help="vNIC profile / network for nic1.")
-@click.option("--ballooning/--no-ballooning", default=True, show_default=True)
-@click.option("--seal/--no-seal", default=True, show_default=True)
+@click.option("--ballooning/--no-ballooning", default=_DEFAULTS.ballooning, show_default=True)
+@click.option("--seal/--no-seal", default=_DEFAULTS.seal, show_default=True,
+              help="Let the engine seal the template too (virt-sysprep on a host), as oVirt's "
+              "'Seal Template'; images imagepipe built are sealed already.")
 @click.option("--keep", type=click.IntRange(1), help="Keep only the newest N versions.")
 @click.option("--version-name", metavar="VERSION",
               help="Publish as a new version of template NAME (the first creates NAME as the "
@@ -192,12 +212,13 @@ def _read_user_data(path: Path) -> str:
     return path.read_text()
 
 
-@ovirt.group()
+@ovirt.group(epilog=examples("imagepipe ovirt templates ls --profile lab"))
 def templates() -> None:
     """Templates on the engine."""
 
 
-@templates.command("ls")
+@templates.command("ls", epilog=examples(
+    "imagepipe ovirt templates ls --profile lab --name-prefix web-"))
 @click.option("--name-prefix", help="Only templates whose name starts with this.")
 @engine_options
 def templates_ls(cfg: Any, name_prefix: str | None) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from imagepipe import ui
+from imagepipe.cli.common import examples
 from imagepipe.errors import InputError, Problem, RecipeError
 
 
@@ -26,7 +27,8 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-@click.command()
+@click.command(epilog=examples("imagepipe validate recipes/*.yaml",
+                              "imagepipe validate recipes/httpd.yaml --var date=20250101"))
 @click.argument("recipes", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
@@ -62,7 +64,8 @@ def validate(recipes: tuple[Path, ...], variables: tuple[str, ...], json_mode: b
         raise RecipeError(problems)
 
 
-@click.command()
+@click.command(epilog=examples("imagepipe schema > recipe.schema.json",
+                              "imagepipe schema --markdown > recipes.md"))
 @click.option("--markdown", is_flag=True, help="Print the recipe reference (docs/recipes.md).")
 def schema(markdown: bool) -> None:
     """Print the recipe JSON Schema (for editors: yaml-language-server, VS Code, ...)."""

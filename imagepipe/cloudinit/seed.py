@@ -43,9 +43,11 @@ def make_meta_data(instance_id: str | None = None, hostname: str | None = None) 
 
 
 def build_seed_iso(
-    out: Path, user_data: bytes, meta_data: bytes, network_config: bytes | None = None
+    out: Path, user_data: bytes, meta_data: bytes, network_config: bytes | None = None,
+    *, force: bool = True,
 ) -> None:
-    """Write a NoCloud seed ISO (volume id `cidata`) atomically to `out`."""
+    """Write a NoCloud seed ISO (volume id `cidata`) atomically to `out` (an existing `out` is
+    replaced only with `force`; the pipeline's temp paths always pass it)."""
     import pycdlib
 
     iso = pycdlib.PyCdlib()
@@ -63,7 +65,7 @@ def build_seed_iso(
     try:
         with open(tmp, "wb") as f:
             iso.write_fp(f)
-        publish(tmp, out, force=True)
+        publish(tmp, out, force=force)
     finally:
         iso.close()
         tmp.unlink(missing_ok=True)

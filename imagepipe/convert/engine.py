@@ -53,8 +53,7 @@ def _check_paths(src: Path, dst: Path, force: bool) -> None:
         raise InputError(f"{dst.parent}: destination directory does not exist")
     if dst.is_dir():
         raise InputError(f"{dst}: is a directory", "give a file name for the output")
-    if dst.exists() and not force:
-        raise InputError(f"{dst}: already exists", "pass --force to replace it")
+    durable.refuse_overwrite(dst, force)
 
 
 def _target_size(virtual_size: int, plan: OutputPlan, resize: bool) -> int:

@@ -111,3 +111,34 @@ def probe_image(path: Path, allow_backing: bool = False) -> dict[str, Any]:
     if not info.get("virtual-size"):
         raise ImageError(f"{path}: the image is empty (virtual size 0)")
     return info
+
+
+RAW_HINT = ("if it really is a raw disk image, say so: `-f raw` (convert) or `--format raw` "
+            "(ovirt upload-disk)")
+
+
+def refuse_unrecognised(path: Path, info: dict[str, Any], *, declared: str | None = None) -> None:
+    """Refuse (ImageError, exit 2) a file that is probably not a disk image at all.
+
+    Why: qemu calls every byte string it does not recognise "raw", so `convert notes.txt
+    out.qcow2` would succeed and even verify. A raw image is accepted when its name is an
+    image's (`.raw`, `.img`, ...), when blkid recognises a partition table or filesystem in
+    it, or when the user declared it (`declared="raw"`). A declared format that contradicts
+    the content is refused too: reading a qcow2 as raw bytes is never what was meant.
+    """
+    from imagepipe.tools.run import run
+
+    actual = info["imagepipe-format"]
+    if declared is not None and formats.get(declared).name != actual:
+        raise ImageError(f"{path}: you said {declared}, but the content is {actual}",
+                         "drop the format option, or check the file")
+    if actual != "raw" or declared is not None:
+        return
+    if formats.output_by_extension(path) is not None or path.suffix.lower() == ".iso":
+        return
+    probe = run(["blkid", "-p", "-o", "export", str(path)], check=False)
+    if "TYPE=" in probe.stdout:  # TYPE= (filesystem) or PTTYPE= (partition table)
+        return
+    name = f"the extension {path.suffix}" if path.suffix else "a name without an extension"
+    raise ImageError(f"{path}: not a disk image: {name} is no image's and the content is no "
+                     "known format (no partition table, no filesystem)", RAW_HINT)

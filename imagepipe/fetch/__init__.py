@@ -74,8 +74,9 @@ def expected_digest(download: Download, http: Any) -> tuple[str | None, str]:
     if download.insecure_no_checksum:
         return None, "none (insecure_no_checksum)"
     raise InputError(f"refusing to download {download.url} without a checksum",
-                     "add checksum: sha256:<hex> or checksum_url:, or (not recommended) "
-                     "insecure_no_checksum: true")
+                     "give the expected digest: checksum: sha256:<hex> or checksum_url: "
+                     "(recipe), --checksum or --checksum-url (command line); or, not "
+                     "recommended, insecure_no_checksum: true / --insecure-no-checksum")
 
 
 def fetch(download: Download, store: Store) -> Path:
@@ -86,12 +87,8 @@ def fetch(download: Download, store: Store) -> Path:
 def fetch_result(download: Download, store: Store, *, quiet: bool = False) -> FetchResult:
     http = session()
     want, source = expected_digest(download, http)
-    warnings = []
-    if want is None:
-        warnings.append(f"{download.url} was downloaded without checksum verification "
-                        "(insecure_no_checksum: true)")
-        ui.warn(warnings[-1])
-    else:
+    warnings: list[str] = []
+    if want is not None:
         hit = store.get_object(want)
         if hit is not None:
             return FetchResult(hit, want, None, source, 0, warnings)
@@ -105,6 +102,10 @@ def fetch_result(download: Download, store: Store, *, quiet: bool = False) -> Fe
         url, got, moved = _download_any(urls_of(download), part, algo, http, want, quiet)
         digest = f"{algo}:{got}"
         path = store.put_object(part, digest)
+    if want is None:  # said only once the download succeeded
+        warnings.append(f"{url} was downloaded without checksum verification "
+                        "(insecure_no_checksum)")
+        ui.warn(warnings[-1])
     return FetchResult(path, digest, url, source, max(0, moved - before), warnings)
 
 
@@ -149,7 +150,8 @@ def _download_any(urls: Sequence[str], part: Path, algo: str, http: Any, want: s
                                         "nothing was stored")
     raise ImagepipeError("download failed from every URL:\n" +
                          "\n".join(f"  {e}" for e in errors),
-                         "check the URL and your network, or add mirrors:")
+                         "check the URL and your network, or add a mirror "
+                         "(recipe: mirrors:, command line: --mirror URL)")
 
 
 def _download_one(url: str, part: Path, algo: str, http: Any, errors: list[str],

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import ui
+from imagepipe.activity import activity
 from imagepipe.errors import ImagepipeError
 from imagepipe.manifest import StageRecord, build_manifest, write
 from imagepipe.pipeline import explain
@@ -62,8 +63,9 @@ def load(path: Path) -> tuple[Recipe, str]:
 
     if not Path(path).is_file():
         from imagepipe.errors import InputError
+        from imagepipe.recipe.find import suggest_recipe
 
-        raise InputError(f"recipe not found: {path}")
+        raise InputError(f"recipe not found: {path}", suggest_recipe(Path(path)))
     recipe = load_recipe(Path(path))
     return recipe, recipe_digest(recipe)
 
@@ -84,9 +86,9 @@ def build(recipe: Recipe, opts: BuildOptions, recipe_sha256: str | None = None) 
         return _dry_run(recipe, levels, opts, forced, jobs, start)
     store = Store(opts.store)
     with ExitStack() as stack:
-        stack.enter_context(store.build_lock(
-            recipe.name, wait=opts.wait,
-            on_wait=lambda who: ui.info(f"waiting for another build of {recipe.name} ({who})")))
+        with activity(recipe.name):  # a wait for another build's lock is shown too
+            stack.enter_context(store.build_lock(
+                recipe.name, wait=opts.wait, on_wait=lambda who: _waiting(recipe.name, who)))
         stack.callback(store.holds.close)
         store.clean_stale()
         builds = store.builds_dir(recipe.name)
@@ -159,8 +161,16 @@ def _dry_run(recipe: Recipe, levels: list[Any], opts: BuildOptions, forced: set[
         store.holds.close()
     report = BuildReport(recipe.name, True, time.time() - start, engine.records)
     planned = [n.id for n in flat(levels)]
-    ui.result(None, plan=planned, cached=[r.id for r in engine.records])
+    cached = [r.id for r in engine.records]
+    would_run = [sid for sid in planned if sid not in cached]
+    ui.result(None, recipe=recipe.name, dry_run=True, plan=planned, cached=cached,
+              rerun=would_run, rerun_count=len(would_run), stage_count=len(planned))
     return report
+
+
+def _waiting(name: str, who: str) -> None:
+    ui.info(f"waiting for another build of {name} ({who})")
+    ui.phase(f"waiting for another build ({who})")
 
 
 def _safe_name(name: str) -> str:

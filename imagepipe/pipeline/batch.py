@@ -33,6 +33,7 @@ class BatchResult:
     log: Path | None = None
     published: str | None = None  # the new local version, None when nothing was published
     changes: dict[str, Any] | None = None  # package changes vs the previous version
+    would_run: list[str] | None = None  # a dry run's plan: the stages a build would run
 
 
 def discover(root: Path) -> list[Path]:
@@ -75,8 +76,7 @@ def _one(recipe: Path, build_args: list[str], log_dir: Path | None) -> BatchResu
     # Not tools.run.run(): that starts a new session, so the terminal's Ctrl-C would not reach
     # the child builds (they run from worker threads, which never see KeyboardInterrupt to
     # kill them). In our process group each child gets SIGINT and cleans up after itself.
-    if log is None:
-        argv.remove("--json")
+    if log is None:  # dry run: the child's plan lines are relayed, its result parsed
         proc = subprocess.run(argv + ["--dry-run"], stdout=subprocess.PIPE, text=True)
     else:
         with open(log, "w") as err:
@@ -93,6 +93,8 @@ def _one(recipe: Path, build_args: list[str], log_dir: Path | None) -> BatchResu
             result = event
         elif event.get("event") == "error":
             error = str(event.get("message", ""))
+        elif log is None and event.get("event") in ("info", "warning"):
+            (ui.info if event["event"] == "info" else ui.warn)(str(event.get("message", "")))
     ok = proc.returncode == 0
     if not ok and not error:
         error = f"exit code {proc.returncode}"
@@ -101,7 +103,8 @@ def _one(recipe: Path, build_args: list[str], log_dir: Path | None) -> BatchResu
     return BatchResult(recipe, ok, seconds, result.get("rerun_count"),
                        result.get("stage_count"),
                        [o.get("path", "") for o in result.get("outputs", [])],
-                       error.splitlines()[0] if error else "", log, published, changes)
+                       error.splitlines()[0] if error else "", log, published, changes,
+                       result.get("rerun") if result.get("dry_run") else None)
 
 
 def _published(publish: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
@@ -119,16 +122,29 @@ def _published(publish: dict[str, Any]) -> tuple[str | None, dict[str, Any] | No
 
 
 def summary(results: list[BatchResult]) -> str:
-    rows = [("recipe", "result", "seconds", "rerun", "outputs")]
+    """The table at the end of `build --all`; a dry run's shows each plan (what would run)."""
+    dry = any(r.would_run is not None for r in results)
+    rows = [("recipe", "result", "seconds", "rerun", "would run" if dry else "outputs")]
     for r in results:
         rerun = "-" if r.rerun is None else f"{r.rerun}/{r.stages}"
-        outs = ", ".join(Path(o).name for o in r.outputs) if r.ok else r.error[:70]
-        rows.append((r.recipe.stem, "ok" if r.ok else "FAILED", f"{r.seconds:.1f}", rerun, outs))
+        if not r.ok:
+            state, outs = "FAILED", r.error[:70]
+        elif r.would_run is not None:
+            state = "would build" if r.would_run else "up to date"
+            outs = ", ".join(r.would_run) or "nothing (all cached)"
+        else:
+            state, outs = "ok", ", ".join(Path(o).name for o in r.outputs)
+        rows.append((r.recipe.stem, state, f"{r.seconds:.1f}", rerun, outs))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
              for row in rows]
     failed = sum(not r.ok for r in results)
-    lines.append(f"{len(results)} recipes, {len(results) - failed} ok, {failed} failed")
+    if dry:
+        todo = sum(bool(r.ok and r.would_run) for r in results)
+        lines.append(f"{len(results)} recipes (dry run): {todo} would build, "
+                     f"{len(results) - failed - todo} up to date, {failed} failed")
+    else:
+        lines.append(f"{len(results)} recipes, {len(results) - failed} ok, {failed} failed")
     lines += package_summary(results)
     return "\n".join(lines)
 

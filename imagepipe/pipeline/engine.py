@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import ui
+from imagepipe.activity import activity
 from imagepipe.errors import ImagepipeError
 from imagepipe.manifest import StageRecord
 from imagepipe.pipeline import explain
@@ -156,21 +157,24 @@ class Engine:
         work = self.store.workdir(node.id)
         start = time.monotonic()
         try:
-            with ExitStack() as stack:
-                ctx = StageContext(recipe=self.recipe, store=self.store, workdir=work.path,
-                                   build_dir=self.build_dir, stage_id=node.id, key=key,
-                                   log_path=log_path, exit_stack=stack,
-                                   keep_on_failure=self.keep_on_failure,
-                                   jobs=self.jobs, manifest=self.manifest)
-                ctx.log.info("stage %s (%s v%s) key %s: %s", node.id, node.stage.name,
-                             node.stage.version, key, reason)
-                stack.enter_context(thread_log_capture(ctx.log))
-                ui.info(f"running {node.id}")
-                with ui.stage(node.id, key=key[:12]):
-                    art = node.stage.run(ctx, inputs)
-            stored = self.store.commit_stage(
-                key, work, art, label=node.id,
-                replace=node.id in self.forced or not node.stage.cache_enabled())
+            # shown as running until its result is stored (hashing GiBs takes a while)
+            with activity(node.id):
+                with ExitStack() as stack:
+                    ctx = StageContext(recipe=self.recipe, store=self.store, workdir=work.path,
+                                       build_dir=self.build_dir, stage_id=node.id, key=key,
+                                       log_path=log_path, exit_stack=stack,
+                                       keep_on_failure=self.keep_on_failure,
+                                       jobs=self.jobs, manifest=self.manifest)
+                    ctx.log.info("stage %s (%s v%s) key %s: %s", node.id, node.stage.name,
+                                 node.stage.version, key, reason)
+                    stack.enter_context(thread_log_capture(ctx.log))
+                    ui.info(f"running {node.id}")
+                    with ui.stage(node.id, key=key[:12]):
+                        art = node.stage.run(ctx, inputs)
+                ui.phase("storing the result")
+                stored = self.store.commit_stage(
+                    key, work, art, label=node.id,
+                    replace=node.id in self.forced or not node.stage.cache_enabled())
         except BaseException as exc:
             self._failed(node, work, log_path, exc)
             if isinstance(exc, (ImagepipeError, KeyboardInterrupt, SystemExit)):

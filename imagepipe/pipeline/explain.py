@@ -26,14 +26,14 @@ def load_previous(path: Path) -> dict[str, Any]:
 def scrub(value: Any, key: str = "") -> Any:
     """Key material as stored on disk: credential-looking keys redacted, file contents and long
     strings replaced by their sha256 (a diff still says *that* they changed, not to what)."""
-    from imagepipe.manifest import REDACTED, SECRET
+    from imagepipe.manifest import REDACTED, is_secret
 
     if isinstance(value, Mapping):
         return {k: scrub(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [scrub(v, key) for v in value]
     if isinstance(value, str):
-        if SECRET.search(key):
+        if is_secret(key, value):
             return REDACTED
         if key == "content" or len(value) > 256:
             return "sha256:" + hashlib.sha256(value.encode()).hexdigest()

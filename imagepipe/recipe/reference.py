@@ -141,8 +141,8 @@ def _default_text(f: FieldSpec) -> str:
     if f.default is MISSING or f.default is None:
         return "—"
     value = _plain(f.default)
-    if isinstance(value, dict) and not value:
-        return "{}"
+    if value in ({}, []) and _type_text(f).startswith("mapping"):
+        return "{}"  # a mapping kept as a tuple of pairs in the model is still written {}
     return "`" + json.dumps(value) + "`"
 
 

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagepipe.errors import ImagepipeError, Problem
+from imagepipe.errors import Problem
 from imagepipe.recipe.schema import NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -148,14 +148,11 @@ def _seal(c: Checker, d: dict[str, Any]) -> None:
     if not isinstance(spec, str):
         return
     try:
-        from imagepipe.seal import select
+        from imagepipe.seal import unknown_operations
     except ImportError:
         return
-    try:
-        select(spec)
-    except (ImagepipeError, ValueError, KeyError) as exc:
-        hint = getattr(exc, "hint", None) or "see `imagepipe seal --list-operations`"
-        c.report(("seal", "operations"), getattr(exc, "message", str(exc)), hint)
+    for message, hint in unknown_operations(spec):  # every bad name, not just the first
+        c.report(("seal", "operations"), message, hint)
 
 
 def _cloud_init(c: Checker, d: dict[str, Any]) -> None:

@@ -157,7 +157,9 @@ META: dict[str, dict[str, Any]] = {
                       "required": False},
     "Output.preset": {"doc": "Named, verified output settings (`imagepipe convert "
                       "--list-presets`).", "choices": "presets", "example": "vsphere"},
-    "Output.options": {"doc": "Extra qemu-img `-o` options.", "kind": "map",
+    "Output.options": {"doc": "Extra qemu-img create options, a mapping KEY: VALUE (what "
+                              "`qemu-img -o` and `imagepipe convert --options` take).",
+                       "kind": "map",
                        "example": {"cluster_size": "65536"}},
     "Output.compress": {"doc": "Compress (qcow2 zstd, vmdk streamOptimized)."},
     "Output.name": {"doc": "File name stem (default: the recipe name).",

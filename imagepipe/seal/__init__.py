@@ -124,8 +124,29 @@ def operations() -> dict[str, Operation]:
     return dict(sorted(REGISTRY.items()))
 
 
+def unknown_operations(spec: str) -> list[tuple[str, str]]:
+    """Every unknown name in a selection, each with a hint (validate reports them all at once)."""
+    import difflib
+
+    ops = operations()
+    bad = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        name = item[1:] if item[:1] in ("+", "-") else item
+        if not item or item in ("defaults", "all", "none") or name in ops:
+            continue
+        close = difflib.get_close_matches(name, list(ops), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "see: imagepipe seal --list-operations"
+        bad.append((f"unknown seal operation {name!r} in {spec!r}", hint))
+    return bad
+
+
 def select(spec: str) -> list[str]:
     """Names selected by `defaults,-ssh-hostkeys,+user-account` (also `none`, `all`, `x,y`)."""
+    bad = unknown_operations(spec)
+    if bad:
+        message = "; ".join(m for m, _ in bad)
+        raise InputError(message, "; ".join(h for _, h in bad))
     ops = operations()
     chosen: set[str] = set()
     for raw in spec.split(","):
@@ -142,14 +163,6 @@ def select(spec: str) -> list[str]:
             chosen.clear()
             continue
         sign, name = (item[0], item[1:]) if item[0] in "+-" else ("+", item)
-        if name not in ops:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(ops), n=1)
-            hint = (
-                f"did you mean '{close[0]}'?" if close else "see: imagepipe seal --list-operations"
-            )
-            raise InputError(f"unknown seal operation {name!r} in {spec!r}", hint)
         if sign == "-":
             chosen.discard(name)
         else:

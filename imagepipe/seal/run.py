@@ -27,6 +27,7 @@ def seal(session: GuestSession, spec: str = "defaults", *, dry_run: bool = False
             skipped.append(name)
             continue
         ctx.current = name
+        ui.phase(f"seal: {name}")
         op.perform(ctx)
         applied.append(name)
     n_removed = sum(len(v) for v in ctx.removed.values())

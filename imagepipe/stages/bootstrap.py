@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from imagepipe import bootstrap
+from imagepipe import bootstrap, ui
 from imagepipe.recipe.model import BootstrapSource, Recipe
 from imagepipe.stages.base import Artifact, Stage, StageContext, hash_json, tool_version
 
@@ -42,6 +42,7 @@ class BootstrapStage(Stage):
         tar = rootfs_tarball(ctx, opts.source, opts.mirror)
         assert tar.path is not None
         out = ctx.workdir / "disk.raw"
+        ui.phase("making the bootable disk")
         record = bootstrap.build_bootstrap_disk(tar.path, out, size=opts.size,
                                                 distro=opts.source.distro)
         ctx.log.info("disk: %s", record)

@@ -75,11 +75,13 @@ def run(
     input: str | None = None,
     capture: bool = True,
     on_stdout_line: Callable[[str], None] | None = None,
+    on_stderr_line: Callable[[str], None] | None = None,
 ) -> Result:
     """Run argv (a list, never a shell string) and return its output.
 
     `on_stdout_line` streams stdout line by line (qemu-img convert -p progress) instead of
-    buffering it. On timeout the whole process group is killed, so no helper is leaked.
+    buffering it; `on_stderr_line` likewise for stderr (mmdebstrap's phase lines). On
+    timeout the whole process group is killed, so no helper is leaked.
     """
     argv = [str(a) for a in argv]
     require(argv[0])
@@ -88,20 +90,22 @@ def run(
     if env is not None:
         full_env = dict(os.environ)
         full_env.update(env)
-    stdout_pipe = subprocess.PIPE if (capture or on_stdout_line) else None
+    streaming = on_stdout_line is not None or on_stderr_line is not None
+    stdout_pipe = subprocess.PIPE if (capture or streaming) else None
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         stdout=stdout_pipe,
-        stderr=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if (capture or on_stderr_line) else None,
         env=full_env,
         cwd=cwd,
         text=True,
         start_new_session=True,
     )
     try:
-        if on_stdout_line is not None:
-            out, err = _stream(proc, on_stdout_line, timeout)
+        if streaming:
+            out, err = _stream(proc, on_stdout_line or (lambda _: None), timeout,
+                               on_stderr_line)
         else:
             out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -118,7 +122,8 @@ def run(
 
 
 def _stream(
-    proc: subprocess.Popen[str], on_line: Callable[[str], None], timeout: float | None
+    proc: subprocess.Popen[str], on_line: Callable[[str], None], timeout: float | None,
+    on_err_line: Callable[[str], None] | None = None,
 ) -> tuple[str, str]:
     """Feed stdout lines to `on_line` while collecting stderr in a thread (no pipe deadlock)."""
     import threading
@@ -127,7 +132,12 @@ def _stream(
 
     def drain() -> None:
         assert proc.stderr is not None
-        err_chunks.append(proc.stderr.read())
+        if on_err_line is None:
+            err_chunks.append(proc.stderr.read())
+            return
+        for line in proc.stderr:
+            err_chunks.append(line)
+            on_err_line(line)
 
     t = threading.Thread(target=drain, daemon=True)
     if proc.stderr is not None:

@@ -74,11 +74,11 @@ def _setup_bad(work: Path, case: str) -> list[str]:
     if case == "missing-dst-dir":
         return ["convert", src, str(work / "no" / "out.qcow2")]
     if case == "bad-option-key":
-        return ["convert", src, str(work / "out.qcow2"), "-o", "backing_file=/etc/passwd"]
+        return ["convert", src, str(work / "out.qcow2"), "--options", "backing_file=/etc/passwd"]
     if case == "bad-option-syntax":
-        return ["convert", src, str(work / "out.qcow2"), "-o", "cluster_size"]
+        return ["convert", src, str(work / "out.qcow2"), "--options", "cluster_size"]
     if case == "bad-option-value":
-        return ["convert", src, str(work / "out.qcow2"), "-o", "cluster_size=banana"]
+        return ["convert", src, str(work / "out.qcow2"), "--options", "cluster_size=banana"]
     if case == "unknown-preset":
         return ["convert", src, str(work / "out.qcow2"), "--preset", "nope"]
     if case == "preset-vs-to":

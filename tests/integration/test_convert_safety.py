@@ -49,7 +49,7 @@ def test_signal_mid_conversion_leaves_nothing(big: Path, tmp_path: Path, sig: in
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "imagepipe", "convert", str(big),
-                             str(out_dir / "disk.qcow2"), "--compress", "-o",
+                             str(out_dir / "disk.qcow2"), "--compress", "--options",
                              "compression_type=zlib"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

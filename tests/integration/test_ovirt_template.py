@@ -45,7 +45,7 @@ def test_make_template_fields(sim, sdk_con, image: Path, tmp_path: Path) -> None
     proc, r = ovirt(sim, "make-template", str(image), "--storage-domain", "data1",
                     "--cluster", "Default", "--name", "httpd", "--description", "Apache httpd",
                     "--comment", "built by CI", "--user-data", str(ud), "--memory", "3G",
-                    "--cpus", "3", "--os-type", "rhel_9x64", "--no-ballooning")
+                    "--cpus", "3", "--os-type", "rhel_9x64", "--no-ballooning", "--seal")
     assert proc.returncode == 0, proc.stderr
     assert r["reused"] is False and r["template_name"] == "httpd"
 

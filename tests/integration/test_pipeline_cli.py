@@ -122,7 +122,8 @@ def test_build_all_dry_run_shows_every_plan_and_writes_nothing(tmp_path: Path,
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("plan (dry run, nothing is changed)") == 2
     assert not (tmp_path / "st").exists() and server.log() == []
-    assert "2 recipes, 2 ok, 0 failed" in r.stdout
+    assert "2 recipes (dry run): 2 would build, 0 up to date, 0 failed" in r.stdout
+    assert " 4/4 " in r.stdout  # the summary shows each plan, not "ok" with rerun "-"
 
 
 def test_ctrl_c_during_a_build_exits_130_and_keeps_only_the_resumable_part(

@@ -63,5 +63,5 @@ def test_sizes_and_versioned_names() -> None:
     assert parse_size("2G") == 2 << 30 and parse_size("512M") == 512 << 20
     assert parse_size("2GiB") == 2 << 30 and parse_size("1024") == 1024
     now = datetime.datetime(2026, 1, 2, 3, 4, 5)
-    assert expand_name("httpd-${date}", now) == ("httpd-20260102030405", "httpd-")
+    assert expand_name("httpd-${date}", now) == ("httpd-20260102", "httpd-")
     assert expand_name("httpd", now) == ("httpd", None)

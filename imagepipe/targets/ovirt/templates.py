@@ -72,15 +72,34 @@ class TemplateResult:
 
 
 def expand_name(name: str, now: datetime.datetime | None = None) -> tuple[str, str | None]:
-    """(concrete name, base prefix of its versions or None when the name is not versioned)."""
+    """(concrete name, base prefix of its versions or None when the name is not versioned).
+
+    `${date}` is the UTC date as YYYYMMDD, exactly as in recipes, so `httpd-${date}` names the
+    same template on the command line and in `publish.ovirt`. A second, different image on
+    the same day gets a serial (`httpd-20261201.2`, see `_free_name`)."""
     if DATE_VAR not in name:
         return name, None
     now = now or datetime.datetime.now(datetime.UTC)
-    return name.replace(DATE_VAR, now.strftime("%Y%m%d%H%M%S")), name.split(DATE_VAR)[0]
+    return name.replace(DATE_VAR, now.strftime("%Y%m%d")), name.split(DATE_VAR)[0]
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name.N` with the smallest free serial N >= 2."""
+    serial = 2
+    candidate = name
+    while candidate in taken:
+        candidate, serial = f"{name}.{serial}", serial + 1
+    return candidate
+
+
+def _age(template_name: str) -> tuple[int, ...]:
+    """Sort key of a version name: its digits as numbers (date, then same-day serial)."""
+    return tuple(int(d) for d in re.findall(r"\d+", template_name))
 
 
 def _versions(con: Any, base: str, pattern: str) -> list[Any]:
-    regex = re.compile("^" + re.escape(pattern).replace(re.escape(DATE_VAR), r"\d{8,14}") + "$")
+    regex = re.compile("^" + re.escape(pattern).replace(re.escape(DATE_VAR),
+                                                        r"\d{8,14}(\.\d+)?") + "$")
     with engine_errors("listing templates"):
         found = con.system_service().templates_service().list(search=f"name={base}*")
     return [t for t in found if regex.match(t.name or "")]
@@ -115,6 +134,9 @@ def make_template(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
             ui.info(f"template {tpl.name} ({tpl.id}) was already built from this image; "
                     "nothing uploaded")
             return TemplateResult(tpl.id, tpl.name, digest, reused=True)
+    if same is not None and base is not None:  # same day, another image: next serial
+        name = _free_name(name, {t.name for t in family})
+        same = eng.search_one(con.system_service().templates_service(), "template", name)
     if same is not None:
         raise EngineError(f"Cannot add Template. The Template name {name!r} is already in use "
                           "by a template built from a different image",
@@ -270,7 +292,7 @@ def _create_template(con: Any, spec: TemplateSpec, name: str, vm_id: str, digest
 
 def _retain(con: Any, base: str, pattern: str, keep: int) -> list[str]:
     """Remove all but the newest `keep` versions of this versioned template name."""
-    versions = sorted(_versions(con, base, pattern), key=lambda t: t.name, reverse=True)
+    versions = sorted(_versions(con, base, pattern), key=lambda t: _age(t.name), reverse=True)
     removed = []
     for tpl in versions[keep:]:
         service = con.system_service().templates_service().template_service(tpl.id)

@@ -30,12 +30,17 @@ class RetryableTransferError(Exception):
     """A failure worth a fresh attempt (paused transfer, broken data connection, bad checksum)."""
 
 
-def image_info(image: Path) -> dict[str, Any]:
+def image_info(image: Path, *, raw_ok: bool = False) -> dict[str, Any]:
     """Safe image facts (imagepipe.convert.probe_image): backing files and a content that
-    contradicts the extension are refused (exit 2), since imageio's reader would follow them."""
+    contradicts the extension are refused (exit 2), since imageio's reader would follow them.
+    A file that is no image at all (notes.txt) is refused too, unless `raw_ok` (--format raw)
+    says the user means its bytes as a raw disk."""
     from imagepipe.convert import probe_image
+    from imagepipe.convert.probe import refuse_unrecognised
 
     info: dict[str, Any] = probe_image(image)
+    declared = "raw" if raw_ok and info["imagepipe-format"] == "raw" else None
+    refuse_unrecognised(image, info, declared=declared)
     return info
 
 

@@ -73,7 +73,7 @@ def upload_disk(con: Any, cfg: EngineConfig, image: Path, *, storage_domain: str
     if not image.is_file():
         raise InputError(f"{image}: no such image file")
     start = time.monotonic()
-    info = data.image_info(image)
+    info = data.image_info(image, raw_ok=fmt == "raw")
     name = name or image.stem
     eng.find_storage_domain(con, storage_domain)
     initial = data.measure_qcow2(image) if fmt == "cow" else None

@@ -25,9 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with tempfile.TemporaryDirectory(prefix="ovirt-sim-") as tmp:
-        base = args.dir or Path(tmp)
-        with EngineSimulator(base, port=args.port, delay=args.delay,
-                             virt_sysprep=args.virt_sysprep) as sim:
+        base = (args.dir or Path(tmp)).resolve()  # qemu-nbd needs absolute socket paths
+        try:
+            sim_obj = EngineSimulator(base, port=args.port, delay=args.delay,
+                                      virt_sysprep=args.virt_sysprep)
+        except ValueError as exc:
+            parser.error(str(exc))  # exit 2 before anything starts
+        with sim_obj as sim:
             print(f"url: {sim.url}", flush=True)
             print(f"ca_file: {sim.ca_file}", flush=True)
             print(f"username: {sim.username}", flush=True)

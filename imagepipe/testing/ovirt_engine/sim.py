@@ -86,6 +86,9 @@ class Engine(TransfersMixin, VmsMixin, Core):
         return 404, {"error": f"no such simulator endpoint: {method} {path}"}
 
 
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the terminating NUL
+
+
 class EngineSimulator:
     """`with EngineSimulator(tmpdir) as sim:` -> sim.url, sim.ca_file, sim.username, ..."""
 
@@ -93,7 +96,13 @@ class EngineSimulator:
                  password: str | None = None, delay: float = 0.3,
                  keep_finished_s: float = 300.0, port: int = 0,
                  virt_sysprep: bool = False) -> None:
-        self.base = Path(base)
+        # Absolute: qemu-nbd (started later with paths under base) refuses relative sockets.
+        self.base = Path(base).resolve()
+        longest = self.base / "run" / "nbd" / f"{'x' * 36}.sock"  # a transfer's qemu-nbd socket
+        if len(str(longest)) > MAX_SOCKET_PATH:
+            raise ValueError(f"state directory {self.base} is too long for the unix sockets "
+                             f"under it ({len(str(longest))} > {MAX_SOCKET_PATH} characters); "
+                             "choose a shorter --dir")
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.port = port
