@@ -45,6 +45,9 @@ class TemplateSpec:
     seal: bool = True
     keep: int | None = None
     disk_format: str = "cow"
+    # The engine's bios.type (q35_sea_bios | q35_ovmf | q35_secure_boot); None: the cluster's
+    # default.
+    bios_type: str | None = None
 
 
 @dataclass
@@ -165,9 +168,20 @@ def _temporary_vm(con: Any, spec: TemplateSpec, name: str, cluster: Any,
             cpu=types.Cpu(topology=types.CpuTopology(cores=spec.cpus, sockets=1, threads=1)),
             os=types.OperatingSystem(type=spec.os_type,
                                      boot=types.Boot(devices=[types.BootDevice.HD])),
+            bios=_bios(spec),
             description=f"imagepipe: temporary VM for template {name}"))
     stack.callback(eng.cleanup_remove, vms.vm_service(vm.id), f"temporary VM {vm_name}", 600)
     return vm
+
+
+def _bios(spec: TemplateSpec) -> Any:
+    """The VM/template firmware: VMs made from the template boot the way the image was built
+    and tested to boot."""
+    from ovirtsdk4 import types
+
+    if spec.bios_type is None:
+        return None
+    return types.Bios(type=types.BiosType(spec.bios_type))
 
 
 def _create_template(con: Any, spec: TemplateSpec, name: str, vm_id: str, digest: str,
@@ -184,7 +198,7 @@ def _create_template(con: Any, spec: TemplateSpec, name: str, vm_id: str, digest
         tpl = service.add(types.Template(
             name=name, description=spec.description, comment=comment,
             vm=types.Vm(id=vm_id), os=types.OperatingSystem(type=spec.os_type),
-            initialization=init), seal=spec.seal)
+            bios=_bios(spec), initialization=init), seal=spec.seal)
     done = {"ok": False}
     tpl_service = service.template_service(tpl.id)
 
