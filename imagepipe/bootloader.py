@@ -188,7 +188,7 @@ def install_grub(g: Any, firmware: str, root_uuid: str, kernel_args: str = "") -
         raise ImagepipeError("update-grub wrote no /boot/grub/grub.cfg")
     return {"bootloader": "grub", "firmware": firmware, "partition_table": "gpt",
             "esp_uuid": esp_uuid,
-            "efi_files": sorted(g.find("/boot/efi/EFI"))}
+            "efi_files": sorted("EFI/" + f.lstrip("/") for f in g.find("/boot/efi/EFI"))}
 
 
 def _guest(g: Any, argv: list[str]) -> str:

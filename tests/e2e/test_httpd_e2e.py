@@ -68,7 +68,7 @@ def test_bootstrap_made_a_bootable_debian_disk(build: dict[str, Any]) -> None:
     rec = _stage(build["manifest"], "base.bootstrap")["record"]
     assert rec["bootloader"] == "grub" and rec["root_uuid"]
     assert rec["firmware"] == "hybrid" and rec["partition_table"] == "gpt"
-    assert "/boot/efi/EFI/BOOT/BOOTX64.EFI" in {f"/boot/efi/EFI/{f}" for f in rec["efi_files"]}
+    assert "EFI/BOOT/BOOTX64.EFI" in rec["efi_files"]
     assert "apache2" in rec["packages"] and rec["suite"] == "bookworm"
 
 
