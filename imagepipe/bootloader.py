@@ -34,6 +34,9 @@ CAPABLE: dict[str, tuple[str, ...]] = {
     "bios": ("bios",),
 }
 
+# oVirt's bios.type for a boot firmware.
+OVIRT_BIOS_TYPES = {"bios": "q35_sea_bios", "uefi": "q35_ovmf", "secureboot": "q35_secure_boot"}
+
 # GPT partition type GUIDs (sfdisk accepts them as `type=`).
 BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"  # EF02
 ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"  # EF00
