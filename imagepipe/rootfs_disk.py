@@ -68,7 +68,7 @@ def tar_stats(tarball: Path) -> TarStats:
     return TarStats(files, data)
 
 
-def required_disk_size(stats: TarStats, firmware: str = "bios") -> int:
+def required_disk_size(stats: TarStats, firmware: str = bootloader.DEFAULT_FIRMWARE) -> int:
     """Bytes a disk needs for this rootfs: data + ext4 metadata (inode tables ~1.6% at one
     inode per 16 KiB, 5% reserved blocks, a 64 MiB journal) + the partition offset + 128 MiB
     of room for the first boot (logs, keys, apt lists). Rounded up to 64 MiB."""
@@ -77,7 +77,8 @@ def required_disk_size(stats: TarStats, firmware: str = "bios") -> int:
     return -(-need // (64 * MiB)) * (64 * MiB)
 
 
-def choose_size(requested: int | None, stats: TarStats, firmware: str = "bios") -> int:
+def choose_size(requested: int | None, stats: TarStats,
+                firmware: str = bootloader.DEFAULT_FIRMWARE) -> int:
     need = required_disk_size(stats, firmware)
     if requested is None:
         return max(DEFAULT_SIZE, need)

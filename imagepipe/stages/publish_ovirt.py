@@ -112,4 +112,5 @@ class OvirtPublishStage(Stage):
             "engine": cfg.base_url, "storage_domain": o.storage_domain, "cluster": o.cluster,
             "disk_id": r.disk_id, "template_id": r.template_id,
             "template_name": r.template_name, "checksum": r.checksum, "reused": r.reused,
-            "template_disk_ids": r.template_disk_ids, "removed_versions": r.removed_versions})
+            "template_disk_ids": r.template_disk_ids, "removed_versions": r.removed_versions,
+            "bios_type": o.bios_type})

@@ -66,7 +66,8 @@ def test_package_list_and_argv() -> None:
     src = BootstrapSource(packages=("apache2", "sudo"))
     pkgs = bs.package_list(src)
     assert pkgs[-1] == "apache2" and pkgs.count("sudo") == 1
-    assert {"linux-image-amd64", "cloud-init", "e2fsprogs", "shim-signed", "grub-pc-bin"} <= set(pkgs)
+    assert {"linux-image-amd64", "cloud-init", "e2fsprogs", "shim-signed",
+            "grub-pc-bin"} <= set(pkgs)
     argv = bs.mmdebstrap_argv(src, "http://m/debian", Path("/o/root.tar"))
     assert argv[0] == "mmdebstrap" and argv[-3:] == ["bookworm", "/o/root.tar", "http://m/debian"]
     assert "--mode=unshare" in argv and f"--include={','.join(pkgs)}" in argv
