@@ -107,11 +107,14 @@ def test_sizing_counts_blocks_and_names_the_needed_size(tmp_path: Path) -> None:
     assert rd.choose_size(need, stats) == need
     big = rd.TarStats(files=18599, data_bytes=800 * rd.MiB)
     with pytest.raises(rd.DiskTooSmall) as err:
-        rd.choose_size(512 * rd.MiB, big)
+        rd.choose_size(512 * rd.MiB, big, "bios")
     text = str(err.value)
     assert "disk.size 512 MiB is too small" in text and "at least 1.12 GiB is needed" in text
     assert "set disk.size to 1.2G or more" in text
     assert err.value.exit_code == 2
+    # GPT disks put the root behind the BIOS boot partition and the ESP (128 MiB)
+    assert rd.required_disk_size(big, "hybrid") >= rd.required_disk_size(big, "bios") + \
+        127 * rd.MiB
 
 
 def test_mmdebstrap_errors_name_missing_packages() -> None:
