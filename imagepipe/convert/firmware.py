@@ -57,12 +57,14 @@ def read_head(src: Path, fmt: str, sectors: int = 34) -> bytes:
 
 
 def require_uefi_bootable(src: Path, fmt: str, preset: str, platform: str) -> None:
-    """Refuse (InputError, exit 2) to write `preset` from a disk with no EFI system partition."""
+    """Refuse (InputError, exit 2) to write `preset` from a partitioned disk with no EFI system
+    partition. A disk with no partition table at all (a data disk, a test pattern) is not
+    judged: there is nothing to tell its firmware by."""
     head = read_head(src, fmt)
-    if not has_esp(head):
-        table, _ = partition_kinds(head)
+    table, _ = partition_kinds(head)
+    if table is not None and not has_esp(head):
         raise InputError(
             f"{src}: preset {preset!r} is for {platform}, which boots only with UEFI, but the "
-            f"disk has no EFI system partition (partition table: {table or 'none'})",
+            f"disk has no EFI system partition (partition table: {table})",
             "build the image with disk.firmware: hybrid or uefi, or use a preset for a "
             "BIOS platform")
