@@ -179,8 +179,7 @@ META: dict[str, dict[str, Any]] = {
     "BootTest.cpus": {"doc": "Test VM CPUs.", "min": 1, "max": 64},
     "BootTest.firmware": {"doc": "Firmware to boot the test VM with, once each: bios (SeaBIOS), "
                           "uefi (OVMF), secureboot (OVMF, Microsoft keys, enforced). Default: "
-                          "bios for a bios disk, uefi for a uefi disk, bios + uefi for a hybrid "
-                          "one (bios only when no publish target needs UEFI).",
+                          "one boot, uefi for a disk.firmware: uefi disk, else bios.",
                           "item_choices": ("bios", "uefi", "secureboot"), "scalar_ok": True,
                           "example": ["bios", "secureboot"]},
     "Test.boot": {"doc": "Boot the image with its seed and check it."},
