@@ -18,11 +18,14 @@ Why this shape:
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from imagepipe.errors import ImagepipeError
 
+log = logging.getLogger("imagepipe.bootloader")
 MiB = 1024**2
 FIRMWARES = ("hybrid", "uefi", "bios")
 DEFAULT_FIRMWARE = "hybrid"
@@ -196,7 +199,10 @@ def install_grub(g: Any, firmware: str, root_uuid: str, kernel_args: str = "") -
 
 def _guest(g: Any, argv: list[str]) -> str:
     """Run `argv` inside the guest; a failure names the command and its output."""
+    start = time.monotonic()
     try:
-        return str(g.command(argv))
+        out = str(g.command(argv))
     except RuntimeError as exc:
         raise ImagepipeError(f"in the guest: {' '.join(argv)} failed: {exc}") from exc
+    log.debug("in the guest: %s (%.1fs)", " ".join(argv), time.monotonic() - start)
+    return out

@@ -58,8 +58,8 @@ def test_published_qcow2_boots_with_ovmf(httpd_build: dict[str, Any], httpd_reci
     qcow2 = _output(httpd_build["manifest"], "qcow2")
     res = run_cli("--json", "boot-test", str(qcow2), "--firmware", firmware,
                   "--user-data", str(httpd_recipe_dir / "httpd" / "user-data.yaml"),
-                  "--http", "80:/:200", "--keep-log", str(tmp_path), "--timeout", "600",
-                  timeout=900)
+                  "--http", "80:/:200", "--keep-log", str(tmp_path), "--timeout", "900",
+                  timeout=1200)
     console = "".join(p.read_text(errors="replace") for p in tmp_path.glob("console-*.log"))
     assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}\n{console[-3000:]}"
     result = [json.loads(line) for line in res.stdout.splitlines()
