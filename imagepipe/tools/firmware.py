@@ -41,6 +41,7 @@ OVMF = {
 }
 
 # (check name, console pattern that proves the firmware path, pattern that disproves it)
+KERNEL_SEEN = re.compile(r"Linux version \d")
 UEFI_SEEN = re.compile(r"efi: EFI v\d")
 SECURE_SEEN = re.compile(r"[Ss]ecure boot enabled")
 SECURE_OFF = re.compile(r"[Ss]ecure boot (disabled|could not be determined)")
@@ -94,6 +95,8 @@ def prepare(firmware: str, workdir: Path, ovmf_dir: Path = OVMF_DIR) -> list[str
 
 def verdict(firmware: str, console: str) -> tuple[bool, str]:
     """Did the guest really boot through `firmware`? From its kernel's console messages."""
+    if not KERNEL_SEEN.search(console):
+        return False, "no kernel started (no 'Linux version' on the console)"
     uefi = bool(UEFI_SEEN.search(console))
     if firmware == "bios":
         return (not uefi, "booted by SeaBIOS (no EFI)" if not uefi

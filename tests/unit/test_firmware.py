@@ -125,12 +125,16 @@ def test_prepare_copies_the_variable_store(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("firmware,console,ok", [
     ("bios", "Linux version 6.1\nlogin: ", True),
-    ("bios", "efi: EFI v2.7 by EDK II\n", False),
-    ("uefi", "efi: EFI v2.7 by EDK II\n", True),
+    ("bios", "", False),  # nothing booted at all
+    ("bios", "Linux version 6.1\nefi: EFI v2.7 by EDK II\n", False),
+    ("uefi", "Linux version 6.1\nefi: EFI v2.7 by EDK II\n", True),
+    ("uefi", "efi: EFI v2.7 by EDK II\n", False),
     ("uefi", "Linux version 6.1\n", False),
-    ("secureboot", "efi: EFI v2.7 by EDK II\n[0.0] secureboot: Secure boot enabled\n", True),
-    ("secureboot", "efi: EFI v2.7 by EDK II\n[0.0] secureboot: Secure boot disabled\n", False),
-    ("secureboot", "efi: EFI v2.7 by EDK II\n", False),
+    ("secureboot", "Linux version 6.1\nefi: EFI v2.7 by EDK II\n"
+     "[0.0] secureboot: Secure boot enabled\n", True),
+    ("secureboot", "Linux version 6.1\nefi: EFI v2.7 by EDK II\n"
+     "[0.0] secureboot: Secure boot disabled\n", False),
+    ("secureboot", "Linux version 6.1\nefi: EFI v2.7 by EDK II\n", False),
 ])
 def test_firmware_verdict(firmware: str, console: str, ok: bool) -> None:
     assert fw.verdict(firmware, console)[0] is ok
