@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from imagepipe import ui
+from imagepipe import bootloader, ui
 from imagepipe.durable import publish
 from imagepipe.errors import ImagepipeError, InputError, ToolError
 from imagepipe.recipe.model import BootstrapSource
@@ -30,11 +30,10 @@ from imagepipe.tools.run import run
 REQUIRED_PACKAGES: dict[str, tuple[str, ...]] = {
     "debian": ("linux-image-amd64", "systemd-sysv", "udev", "openssh-server", "cloud-init",
                "ifupdown", "isc-dhcp-client", "netbase", "iproute2", "sudo", "e2fsprogs",
-               "initramfs-tools", "dbus", "syslinux-common"),
+               "initramfs-tools", "dbus"),
     # Ubuntu renders networking with netplan; ifupdown lives in universe there.
     "ubuntu": ("linux-image-virtual", "systemd-sysv", "udev", "openssh-server", "cloud-init",
-               "netplan.io", "iproute2", "sudo", "e2fsprogs", "initramfs-tools", "dbus",
-               "syslinux-common"),
+               "netplan.io", "iproute2", "sudo", "e2fsprogs", "initramfs-tools", "dbus"),
 }
 COMPONENTS = {"debian": "main", "ubuntu": "main,universe"}
 DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian",
@@ -132,22 +131,32 @@ def check_mirror(mirror: str, suite: str, timeout: float = 20) -> None:
 
 # ---- the tarball -------------------------------------------------------------------------------
 
-def package_list(src: BootstrapSource) -> list[str]:
-    """Required base packages + the recipe's, in order, without duplicates."""
+def package_list(src: BootstrapSource,
+                 firmware: str = bootloader.DEFAULT_FIRMWARE) -> list[str]:
+    """Required base packages + the bootloader's + the recipe's, in order, without
+    duplicates."""
     if src.distro not in REQUIRED_PACKAGES:
         raise InputError(f"unsupported bootstrap distro {src.distro!r}",
                          f"use one of: {', '.join(REQUIRED_PACKAGES)}")
-    return list(dict.fromkeys([*REQUIRED_PACKAGES[src.distro], *src.packages]))
+    return list(dict.fromkeys([*REQUIRED_PACKAGES[src.distro],
+                               *firmware_packages(src.distro, firmware), *src.packages]))
+
+
+def firmware_packages(distro: str, firmware: str) -> tuple[str, ...]:
+    """The bootloader packages `disk.firmware` needs (GRUB for BIOS, signed shim + GRUB for
+    UEFI, syslinux for the MBR + extlinux disk): see imagepipe.bootloader."""
+    return bootloader.bootloader_packages(distro, firmware)
 
 
 def resolve_mirror(src: BootstrapSource) -> str:
     return (src.mirror or host_mirror(src.distro)).rstrip("/")
 
 
-def mmdebstrap_argv(src: BootstrapSource, mirror: str, out: Path) -> list[str]:
+def mmdebstrap_argv(src: BootstrapSource, mirror: str, out: Path,
+                    firmware: str = bootloader.DEFAULT_FIRMWARE) -> list[str]:
     argv = ["mmdebstrap", "--mode=unshare", f"--variant={src.variant}",
             f"--components={COMPONENTS.get(src.distro, 'main')}",
-            f"--include={','.join(package_list(src))}"]
+            f"--include={','.join(package_list(src, firmware))}"]
     argv += [f"--dpkgopt={opt}" for opt in DPKG_OPTIONS]
     argv.append(f"--essential-hook={FSTYPE_HOOK}")
     keyring = KEYRINGS.get(src.distro)
@@ -156,10 +165,12 @@ def mmdebstrap_argv(src: BootstrapSource, mirror: str, out: Path) -> list[str]:
     return [*argv, src.suite, str(out), mirror]
 
 
-def tarball_key(src: BootstrapSource, mirror: str) -> str:
+def tarball_key(src: BootstrapSource, mirror: str,
+                firmware: str = bootloader.DEFAULT_FIRMWARE) -> str:
     """What the tarball depends on (for the store): inputs, not the mirror's current state."""
     data = {"v": FORMAT_VERSION, "distro": src.distro, "suite": src.suite, "mirror": mirror,
-            "variant": src.variant, "packages": package_list(src), "dpkg": DPKG_OPTIONS,
+            "variant": src.variant, "packages": package_list(src, firmware),
+            "dpkg": DPKG_OPTIONS,
             "hooks": [FSTYPE_HOOK]}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -170,7 +181,8 @@ _MISSING = (re.compile(r"Unable to locate package (\S+)"),
 
 
 def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = None,
-                      timeout: float = 1800, check_timeout: float = 20) -> Path:
+                      timeout: float = 1800, check_timeout: float = 20,
+                      firmware: str = bootloader.DEFAULT_FIRMWARE) -> Path:
     """Run mmdebstrap into `out` (written to a temp name beside it, then renamed)."""
     mirror = (mirror or resolve_mirror(src)).rstrip("/")
     keyring = KEYRINGS.get(src.distro)
@@ -181,9 +193,9 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
     # mmdebstrap picks its output format from the name: keep the .tar suffix on the temp name.
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix or '.tar'}")
     ui.info(f"bootstrap: mmdebstrap {src.distro} {src.suite} from {mirror} "
-            f"({len(package_list(src))} packages)")
+            f"({len(package_list(src, firmware))} packages)")
     try:
-        res = run(mmdebstrap_argv(src, mirror, tmp), timeout=timeout, check=False,
+        res = run(mmdebstrap_argv(src, mirror, tmp, firmware), timeout=timeout, check=False,
                   on_stderr_line=mmdebstrap_phase(ui.phase_setter()))
         if res.returncode != 0:
             raise _mmdebstrap_error(res.argv, res.returncode, res.stderr + res.stdout, mirror)

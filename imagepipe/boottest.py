@@ -9,6 +9,10 @@ fingerprints on the serial console; after the ACPI shutdown those are compared w
 image itself holds (read with libguestfs, read-only), which proves the seal worked: a clone must
 get a new machine-id and new host keys.
 
+`firmware` (bios | uefi | secureboot, imagepipe.tools.firmware) picks SeaBIOS or OVMF, and a
+`firmware:NAME` check proves from the kernel's own console messages that the guest really booted
+that way (Secure Boot: the kernel says it is enabled).
+
 Everything is bounded by `timeout`; the console log is kept in `log_dir` whatever happens.
 """
 
@@ -140,13 +144,15 @@ def _http_ok(check: HttpCheck, host_port: int) -> tuple[bool, str]:
 def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[HttpCheck] = (),
               timeout: float = 600, log_dir: Path, memory: int = 1024**3, cpus: int = 2,
               verify_identity: bool = True, accel: str | None = None,
-              disk_fmt: str | None = None) -> dict[str, Any]:
+              disk_fmt: str | None = None, firmware: str = "bios") -> dict[str, Any]:
     """Boot `image` on an overlay with a fresh seed, run the checks, shut down with ACPI.
 
     Returns the manifest record (never raises for a failed check: `passed` says; the stage
     turns a failure into BootTestFailed). Bad arguments raise InputError."""
     from imagepipe.cloudinit.seed import build_seed_iso, make_meta_data
+    from imagepipe.tools import firmware as fw
 
+    fw.check_firmware(firmware)
     image = Path(image)
     if not image.is_file():
         raise InputError(f"{image}: no such image file")
@@ -171,20 +177,29 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
             pool = stack.enter_context(ThreadPoolExecutor(1, "boot-test-identity"))
             before = pool.submit(image_identity, image, disk_fmt, accel)
         start = time.monotonic()
+        vm_dir = log_dir / f"vm-{nonce}"
         try:
-            with VM(image, workdir=log_dir / f"vm-{nonce}", disk_fmt=disk_fmt, memory=memory,
+            fw_args = fw.prepare(firmware, vm_dir)
+            with VM(image, workdir=vm_dir, disk_fmt=disk_fmt, memory=memory,
                     cpus=cpus, accel=accel, console_log=console_log,
                     forward_ports=sorted({c.port for c in checks}),
-                    drives=[Drive(seed, fmt="raw", readonly=True)]) as vm:
-                ui.info(f"boot-test: booting {image.name} (console: {console_log})")
+                    drives=[Drive(seed, fmt="raw", readonly=True)], extra_args=fw_args) as vm:
+                ui.info(f"boot-test: booting {image.name} with {firmware} firmware "
+                        f"(console: {console_log})")
                 _watch(vm, checks, results, identity, nonce, start, timeout)
+                fw_check = CheckResult(f"firmware:{firmware}")
+                fw_check.passed, fw_check.detail = fw.verdict(firmware, vm.console())
+                results[fw_check.name] = fw_check
                 # A guest that never reached its login prompt has no OS listening to ACPI:
                 # do not wait a minute for it.
                 clean = vm.powerdown(timeout=60 if results["login"].passed else 5)
         finally:
             seed.unlink(missing_ok=True)
+            for f in vm_dir.glob("ovmf-vars-*.fd"):
+                f.unlink()
         ident = _identity_check(before, identity) if before is not None else None
-    return _report(results, ident, identity, console_log, clean, start, instance_id)
+    return {**_report(results, ident, identity, console_log, clean, start, instance_id),
+            "firmware": firmware}
 
 
 def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],

@@ -111,7 +111,9 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
         if r.stage == "base.bootstrap":
             sources.append({"bootstrap": meta.get("distro"), "suite": meta.get("suite"),
                             "mirror": meta.get("mirror"), "packages": meta.get("packages"),
-                            "rootfs_tarball": meta.get("rootfs_tarball")})
+                            "rootfs_tarball": meta.get("rootfs_tarball"),
+                            "firmware": meta.get("firmware"),
+                            "bootloader": meta.get("bootloader")})
         if r.stage.startswith("publish.") and r.artifact is not None:
             publish[r.stage.split(".", 1)[1]] = redact(meta)
     stages = [r.to_json() for r in recs]

@@ -8,7 +8,9 @@ Two ways to fill the filesystem, same result:
   appliance (FIELD-NOTES' bottleneck). A libguestfs launch then only installs extlinux.
 - `guestfs` (anyone): everything inside one appliance: mkfs, `tar_in`, the same files.
 
-The disk: MBR with the boot flag, one ext4 root (label `root`) mounted by UUID, extlinux with
+The disk (`disk.firmware`): `hybrid` (default) and `uefi` are GPT with GRUB, laid out and
+installed by imagepipe.bootloader (the grub tools run inside the same libguestfs launch);
+`bios` is MBR with the boot flag, one ext4 root (label `root`) mounted by UUID, extlinux with
 the kernel command line on the serial console (`console=ttyS0`: boot tests and oVirt's serial
 console read it), syslinux's MBR code taken from the guest itself (so it matches the guest's
 extlinux), DHCP networking that cloud-init manages (`source /etc/network/interfaces.d/*` kept),
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagepipe import ui
+from imagepipe import bootloader, ui
 from imagepipe.durable import publish
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.tools.run import run
@@ -66,17 +68,18 @@ def tar_stats(tarball: Path) -> TarStats:
     return TarStats(files, data)
 
 
-def required_disk_size(stats: TarStats) -> int:
+def required_disk_size(stats: TarStats, firmware: str = bootloader.DEFAULT_FIRMWARE) -> int:
     """Bytes a disk needs for this rootfs: data + ext4 metadata (inode tables ~1.6% at one
     inode per 16 KiB, 5% reserved blocks, a 64 MiB journal) + the partition offset + 128 MiB
     of room for the first boot (logs, keys, apt lists). Rounded up to 64 MiB."""
     need = int(stats.data_bytes * 1.08) + stats.files * 256 + 64 * MiB
-    need = int(need / 0.95) + PART_OFFSET + 128 * MiB
+    need = int(need / 0.95) + bootloader.overhead(firmware) + 128 * MiB
     return -(-need // (64 * MiB)) * (64 * MiB)
 
 
-def choose_size(requested: int | None, stats: TarStats) -> int:
-    need = required_disk_size(stats)
+def choose_size(requested: int | None, stats: TarStats,
+                firmware: str = bootloader.DEFAULT_FIRMWARE) -> int:
+    need = required_disk_size(stats, firmware)
     if requested is None:
         return max(DEFAULT_SIZE, need)
     if requested < need:
@@ -124,17 +127,19 @@ CLOUD_CFG_DROPIN = "# written by imagepipe: minbase has no `locales`, cc_locale 
 
 
 def guest_files(uuid: str, kernel: str, initrd: str, distro: str,
-                kernel_args: str = "") -> dict[str, str]:
-    """Every file imagepipe writes into the new root filesystem, by guest path."""
+                kernel_args: str = "", firmware: str = "bios") -> dict[str, str]:
+    """Every file imagepipe writes into the new root filesystem, by guest path (GRUB's files
+    for GPT disks are written by imagepipe.bootloader, once the ESP exists)."""
     files = {
         "/etc/fstab": fstab(uuid),
-        "/boot/extlinux/extlinux.conf": extlinux_conf(f"/boot/{kernel}", f"/boot/{initrd}",
-                                                      uuid, kernel_args),
         "/etc/cloud/cloud.cfg.d/01_imagepipe_locale.cfg": CLOUD_CFG_DROPIN,
         # mmdebstrap copies the build host's hostname (and resolv.conf, removed): neither
         # belongs in a template.
         "/etc/hostname": "localhost\n",
     }
+    if firmware == "bios":
+        files["/boot/extlinux/extlinux.conf"] = extlinux_conf(
+            f"/boot/{kernel}", f"/boot/{initrd}", uuid, kernel_args)
     if distro == "debian":
         files["/etc/network/interfaces"] = INTERFACES
     return files
@@ -162,14 +167,15 @@ def _kernel(names: Sequence[str]) -> tuple[str, str]:
 
 def build_bootstrap_disk(tarball: Path, out: Path, *, size: int | None = None,
                          distro: str = "debian", kernel_args: str = "",
-                         method: str | None = None) -> dict[str, Any]:
+                         method: str | None = None,
+                         firmware: str = bootloader.DEFAULT_FIRMWARE) -> dict[str, Any]:
     """Make a bootable raw disk of `size` bytes at `out` from a rootfs tarball.
 
     The size check runs first, from the tar headers, so a too-small disk.size fails in a second
     instead of after a minute of work. `method`: "mkfs" (root only) or "guestfs"; default:
     mkfs when possible. Returns a manifest record."""
     stats = tar_stats(tarball)
-    size = choose_size(size, stats)
+    size = choose_size(size, stats, firmware)
     if method is None:
         method = "mkfs" if os.geteuid() == 0 and shutil.which("mkfs.ext4") else "guestfs"
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -179,10 +185,10 @@ def build_bootstrap_disk(tarball: Path, out: Path, *, size: int | None = None,
         ui.info(f"bootstrap: writing {_human(stats.data_bytes)} into a {_human(size)} disk "
                 f"({method})")
         if method == "mkfs":
-            record = _disk_via_mkfs(tarball, tmp, size, distro, kernel_args)
+            record = _disk_via_mkfs(tarball, tmp, size, distro, kernel_args, firmware)
         else:
             with _guestfs(tmp) as g:
-                record = _disk_via_guestfs(g, tarball, distro, kernel_args)
+                record = _disk_via_guestfs(g, tarball, distro, kernel_args, firmware, size)
         publish(tmp, out, force=True)
     finally:
         tmp.unlink(missing_ok=True)
@@ -213,51 +219,73 @@ def _install_extlinux(g: Any) -> None:
     g.pwrite_device(dev, g.read_file(MBR_CODE)[:440], 0)
 
 
-def _disk_via_guestfs(g: Any, tarball: Path, distro: str, kernel_args: str) -> dict[str, Any]:
+def _disk_via_guestfs(g: Any, tarball: Path, distro: str, kernel_args: str,
+                      firmware: str = "bios", size: int = 0) -> dict[str, Any]:
     dev = g.list_devices()[0]
-    g.part_disk(dev, "mbr")
-    g.part_set_bootable(dev, 1, True)
-    part = g.list_partitions()[0]
+    if firmware == "bios":
+        g.part_disk(dev, "mbr")
+        g.part_set_bootable(dev, 1, True)
+    else:
+        g.part_init(dev, "gpt")
+        for p in bootloader.gpt_layout(size, firmware).partitions:
+            g.part_add(dev, "p", p.start // 512, (p.start + p.size) // 512 - 1)
+            g.part_set_gpt_type(dev, p.number, p.type_guid)
+            g.part_set_name(dev, p.number, p.name)
+    part = g.list_partitions()[-1]
     g.mkfs("ext4", part, label="root")
     uuid = g.vfs_uuid(part)
     g.mount(part, "/")
     g.tar_in(str(tarball), "/", xattrs=True, acls=True)
     kernel, initrd = _kernel(g.ls("/boot"))
-    for path, text in guest_files(uuid, kernel, initrd, distro, kernel_args).items():
+    for path, text in guest_files(uuid, kernel, initrd, distro, kernel_args,
+                                  firmware).items():
         g.mkdir_p(os.path.dirname(path))
         g.write(path, text)
     for path in REMOVE:
         g.rm_f(path)
-    _install_extlinux(g)
-    return {"root_uuid": uuid, "kernel": kernel, "initrd": initrd, "bootloader": "extlinux"}
+    return {"root_uuid": uuid, "kernel": kernel, "initrd": initrd,
+            **_install_bootloader(g, firmware, uuid, kernel_args)}
+
+
+def _install_bootloader(g: Any, firmware: str, uuid: str, kernel_args: str) -> dict[str, Any]:
+    if firmware == "bios":
+        _install_extlinux(g)
+        return {"bootloader": "extlinux", "firmware": "bios", "partition_table": "dos"}
+    return bootloader.install_grub(g, firmware, uuid, kernel_args)
 
 
 def _disk_via_mkfs(tarball: Path, disk: Path, size: int, distro: str,
-                   kernel_args: str) -> dict[str, Any]:
+                   kernel_args: str, firmware: str = "bios") -> dict[str, Any]:
     uuid = str(uuidlib.uuid4())
     tree = Path(tempfile.mkdtemp(prefix=".rootfs-", dir=disk.parent))
     try:
         run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", str(tarball),
              "-C", str(tree)], timeout=1200)
         kernel, initrd = _kernel(os.listdir(tree / "boot"))
-        for path, text in guest_files(uuid, kernel, initrd, distro, kernel_args).items():
+        for path, text in guest_files(uuid, kernel, initrd, distro, kernel_args,
+                                      firmware).items():
             _write_in_tree(tree, path, text)
         for path in REMOVE:
             target = tree / path.lstrip("/")
             if target.is_symlink() or target.exists():
                 target.unlink()
-        run(["sfdisk", "--quiet", str(disk)], timeout=60,
-            input=f"label: dos\nstart={PART_OFFSET // 512}, type=83, bootable\n")
-        blocks = (size - PART_OFFSET) // 4096
+        if firmware == "bios":
+            script = f"label: dos\nstart={PART_OFFSET // 512}, type=83, bootable\n"
+            offset, blocks = PART_OFFSET, (size - PART_OFFSET) // 4096
+        else:
+            layout = bootloader.gpt_layout(size, firmware)
+            script = layout.sfdisk_script()
+            offset, blocks = layout.root.start, layout.root.size // 4096
+        run(["sfdisk", "--quiet", str(disk)], timeout=60, input=script)
         run(["mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "root", "-U", uuid,
-             "-E", f"offset={PART_OFFSET}", "-d", str(tree), str(disk), str(blocks)],
+             "-E", f"offset={offset}", "-d", str(tree), str(disk), str(blocks)],
             timeout=1200)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     with _guestfs(disk) as g:
-        g.mount(g.list_partitions()[0], "/")
-        _install_extlinux(g)
-    return {"root_uuid": uuid, "kernel": kernel, "initrd": initrd, "bootloader": "extlinux"}
+        g.mount(g.list_partitions()[-1], "/")
+        record = _install_bootloader(g, firmware, uuid, kernel_args)
+    return {"root_uuid": uuid, "kernel": kernel, "initrd": initrd, **record}
 
 
 def _write_in_tree(tree: Path, guest_path: str, text: str) -> None:

@@ -36,10 +36,14 @@ from imagepipe.cli.common import examples
 @click.option("--cpus", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--no-identity-check", is_flag=True,
               help="Skip the check that the guest got a new machine-id and SSH host keys.")
+@click.option("--firmware", type=click.Choice(["bios", "uefi", "secureboot"]), default="bios",
+              show_default=True,
+              help="bios: SeaBIOS; uefi: OVMF; secureboot: OVMF with Microsoft's keys and "
+              "Secure Boot enforced (checked from the guest's kernel log).")
 @click.option("--json", "json_mode", is_flag=True, help="Same as the global --json.")
 def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeout: int,
               keep_log: Path | None, memory: int, cpus: int, no_identity_check: bool,
-              json_mode: bool) -> None:
+              firmware: str, json_mode: bool) -> None:
     """Boot IMAGE (never modified: a qcow2 overlay takes the writes) with a fresh cloud-init
     seed, wait for cloud-init to finish and each --http check to answer, shut down with ACPI,
     and report per check."""
@@ -55,7 +59,8 @@ def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeou
     with ui.stage("boot-test"):  # shows the boot milestones while it waits
         report = run_boot_test(image, user_data=user_data, checks=checks, timeout=timeout,
                                log_dir=log_dir, memory=memory * 1024**2, cpus=cpus,
-                               verify_identity=not no_identity_check, disk_fmt=fmt)
+                               verify_identity=not no_identity_check, disk_fmt=fmt,
+                               firmware=firmware)
     lines = [f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']:<24} "
              f"{'' if c['seconds'] is None else str(c['seconds']) + 's':>7}  {c['detail']}"
              for c in report["checks"]]

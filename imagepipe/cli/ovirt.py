@@ -171,14 +171,19 @@ def upload_iso_cmd(cfg: Any, iso: Path, storage_domain: str, name: str | None, r
 @click.option("--version-name", metavar="VERSION",
               help="Publish as a new version of template NAME (the first creates NAME as the "
                    "base template); VMs and pools set to 'latest' follow it.")
+@click.option("--firmware", type=click.Choice(["bios", "uefi", "secureboot"]),
+              help="The template's firmware (bios.type q35_sea_bios, q35_ovmf, "
+              "q35_secure_boot); default: the cluster's.")
 @upload_options
 @engine_options
 def make_template_cmd(cfg: Any, image: Path, storage_domain: str, cluster: str, name: str,
                       description: str, comment: str, user_data: Path | None, memory: str,
                       cpus: int, os_type: str, network: str, ballooning: bool, seal: bool,
-                      keep: int | None, version_name: str | None, retries: int,
+                      keep: int | None, version_name: str | None, firmware: str | None,
+                      retries: int,
                       disk_timeout: float, verify: bool) -> None:
     """Upload IMAGE and turn it into a template (temporary VM removed in every outcome)."""
+    from imagepipe.bootloader import OVIRT_BIOS_TYPES
     from imagepipe.targets.ovirt import TemplateSpec, connect, make_template
 
     script = _read_user_data(user_data) if user_data else None
@@ -188,7 +193,8 @@ def make_template_cmd(cfg: Any, image: Path, storage_domain: str, cluster: str, 
                         cluster=cluster, storage_domain=storage_domain, user_data=script,
                         memory=parse_size(memory), cpus=cpus, os_type=os_type,
                         network=network, ballooning=ballooning, seal=seal, keep=keep,
-                        version_name=version_name)
+                        version_name=version_name,
+                        bios_type=OVIRT_BIOS_TYPES[firmware] if firmware else None)
     with connect(cfg) as con:
         r = make_template(con, cfg, _image(image), spec,
                           options=_options(retries, disk_timeout, verify))

@@ -190,6 +190,10 @@ def convert_image(src: Path, dst: Path, *, fmt: str | None = None, preset: str |
     plan = plan_output(dst, fmt=fmt, preset=preset, options=options, compress=compress)
     _check_paths(src, dst, force)
     src_info = probe_image(src, allow_backing=allow_backing)
+    if plan.preset is not None and plan.preset.needs_uefi:
+        from imagepipe.convert.firmware import require_uefi_bootable
+
+        require_uefi_bootable(src, src_info["format"], plan.preset.name, plan.preset.summary)
     if plan.container:
         return _convert_ova(src, dst, ova_params)
     virtual_size = int(src_info["virtual-size"])

@@ -29,6 +29,9 @@ class Preset:
     rules: tuple[rules.Rule, ...] = ()
     # Virtual size must be a multiple of this (Azure: 1 MiB); growing needs resize=True.
     size_multiple: int | None = None
+    # The platform boots this disk only with UEFI firmware (Hyper-V generation 2): a disk with
+    # no EFI system partition cannot boot there.
+    needs_uefi: bool = False
 
 
 PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
@@ -49,7 +52,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
            {"subformat": "fixed", "force_size": "on"}, rules=(rules.vhd_azure,),
            size_multiple=MiB),
     Preset("hyperv", "vhdx", "Microsoft Hyper-V (generation 2)", {"subformat": "dynamic"},
-           rules=(rules.vhdx_dynamic,)),
+           rules=(rules.vhdx_dynamic,), needs_uefi=True),
     Preset("virtualbox", "vdi", "Oracle VirtualBox", {}, rules=(rules.vdi_valid,)),
 )})
 

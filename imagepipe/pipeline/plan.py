@@ -72,9 +72,7 @@ def make_plan(recipe: Recipe) -> list[list[Node]]:
     # the converts (the critical path of a build); publish still waits for both.
     level = list(converts)
     if recipe.test.boot is not None:
-        test = _node("test.boot", recipe, inputs={"image": image})
-        if test is not None:
-            level.append(test)
+        level += _boot_tests(recipe, image)
     levels.append(level)
     outputs = {f"output.{i}": n.id for i, n in enumerate(converts)}
     for target in ("ovirt", "local"):
@@ -83,6 +81,26 @@ def make_plan(recipe: Recipe) -> list[list[Node]]:
             if pub is not None:
                 levels.append([pub])
     return levels
+
+
+def _boot_tests(recipe: Recipe, image: str) -> list[Node]:
+    """One boot test per firmware: `test.boot` for the first, `test.boot.<firmware>` after."""
+    import dataclasses
+
+    from imagepipe.stages.boottest import BootTestStage, firmwares
+
+    first = _node("test.boot", recipe, inputs={"image": image})
+    if first is None:
+        return []
+    nodes = [first]
+    for fw in firmwares(recipe)[1:]:
+        base_opts = BootTestStage.options_from_recipe(recipe)
+        assert base_opts is not None
+        opts = dataclasses.replace(base_opts, firmware=fw)
+        node = _node("test.boot", recipe, f"test.boot.{fw}", {"image": image}, opts)
+        assert node is not None
+        nodes.append(node)
+    return nodes
 
 
 def _converts(recipe: Recipe, image: str) -> list[Node]:

@@ -71,6 +71,7 @@ class Source:
 @dataclass(frozen=True)
 class Disk:
     size: int | None = None  # bytes; None keeps the source's size
+    firmware: str = "hybrid"  # hybrid | uefi | bios (bootstrapped disks' layout + bootloader)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class BootTest:
     http: tuple[HttpCheck, ...] = ()
     memory: int = 1024**3
     cpus: int = 2
+    firmware: tuple[str, ...] | None = None  # bios|uefi|secureboot; None: from the image
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagepipe.errors import Problem
+from imagepipe.recipe import firmware_rules
 from imagepipe.recipe.schema import NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ def apply(c: Checker, d: dict[str, Any], recipe_path: Path) -> None:
     _customize(c, d)
     _seal(c, d)
     _cloud_init(c, d)
+    firmware_rules.apply(c, d)
 
 
 def _name(c: Checker, d: dict[str, Any], recipe_path: Path) -> None:

@@ -40,6 +40,7 @@ class Node:
     pattern: str | None = None
     nonempty: bool = False
     min_items: int | None = None
+    scalar_ok: bool = False  # a list that also accepts one bare item
 
 
 @dataclass
@@ -124,6 +125,10 @@ META: dict[str, dict[str, Any]] = {
     "Source.image": {"doc": "A cloud image to start from."},
     "Source.iso": {"doc": "An installer ISO run unattended."},
     "Source.bootstrap": {"doc": "Build the root filesystem from packages (mmdebstrap)."},
+    "Disk.firmware": {"doc": "Boot firmware a bootstrapped disk supports: hybrid (GPT, GRUB "
+                      "for BIOS and signed shim + GRUB for UEFI/Secure Boot), uefi (GPT + ESP "
+                      "only) or bios (MBR + extlinux). Other sources keep their own layout.",
+                      "choices": ("hybrid", "uefi", "bios")},
     "Disk.size": {"doc": "Virtual disk size (K/M/G/T, binary units); empty keeps the source's.",
                   "kind": "size", "example": "8G"},
     "FileSpec.dest": {"doc": "Absolute path in the guest.", "required": True, "pattern": r"^/",
@@ -174,6 +179,11 @@ META: dict[str, dict[str, Any]] = {
                       "example": [{"port": 80, "path": "/", "status": 200}]},
     "BootTest.memory": {"doc": "Test VM memory.", "kind": "size"},
     "BootTest.cpus": {"doc": "Test VM CPUs.", "min": 1, "max": 64},
+    "BootTest.firmware": {"doc": "Firmware to boot the test VM with, once each: bios (SeaBIOS), "
+                          "uefi (OVMF), secureboot (OVMF, Microsoft keys, enforced). Default: "
+                          "one boot, uefi for a disk.firmware: uefi disk, else bios.",
+                          "item_choices": ("bios", "uefi", "secureboot"), "scalar_ok": True,
+                          "example": ["bios", "secureboot"]},
     "Test.boot": {"doc": "Boot the image with its seed and check it."},
     "LocalPublish.dir": {"doc": "Template store directory (relative paths: to the recipe; "
                          "default: ./templates of the current directory)."},
@@ -231,7 +241,9 @@ def _node_for(tp: Any, meta: dict[str, Any]) -> Node:
     if dataclasses.is_dataclass(tp):
         return object_node(tp)  # type: ignore[arg-type]
     if typing.get_origin(tp) is tuple:
-        return Node("list", item=_node_for(typing.get_args(tp)[0], {}), **common)
+        item_meta = {"choices": meta["item_choices"]} if "item_choices" in meta else {}
+        return Node("list", item=_node_for(typing.get_args(tp)[0], item_meta),
+                    scalar_ok=meta.get("scalar_ok", False), **common)
     if choices:
         return Node("enum", choices=tuple(choices), **common)
     simple = {str: "str", int: "int", bool: "bool", Path: "path"}

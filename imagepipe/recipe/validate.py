@@ -115,6 +115,8 @@ class Checker:
         return self.check(spec.node, value, path)
 
     def _list(self, node: Node, value: Any, path: Key) -> Any:
+        if node.scalar_ok and isinstance(value, str):
+            value = [value]
         if not isinstance(value, list):
             return self._wrong(path, "a list", value, "write items as `- item` lines")
         if node.min_items and len(value) < node.min_items:
@@ -239,6 +241,8 @@ def _build(node: Node, value: Any) -> Any:
                            for k, v in value.items()})
     if node.kind == "list":
         assert node.item is not None
+        if node.scalar_ok and isinstance(value, str):
+            value = [value]
         return tuple(_build(node.item, v) for v in value)
     if node.kind == "map":
         return tuple(sorted(value.items()))

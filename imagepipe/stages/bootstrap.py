@@ -20,11 +20,12 @@ class BootstrapOptions:
     source: BootstrapSource
     mirror: str  # resolved at plan time: the host's mirror enters the stage id
     size: int | None = None
+    firmware: str = "hybrid"  # disk.firmware
 
 
 class BootstrapStage(Stage):
     name = "base.bootstrap"
-    version = 1
+    version = 2  # 2: GPT + GRUB (disk.firmware)
     Options = BootstrapOptions
     inputs = ()
     tools = ("mmdebstrap",)
@@ -35,29 +36,32 @@ class BootstrapStage(Stage):
         if src is None:
             return None
         return BootstrapOptions(source=src, mirror=bootstrap.resolve_mirror(src),
-                                size=recipe.disk.size)
+                                size=recipe.disk.size, firmware=recipe.disk.firmware)
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         opts: BootstrapOptions = self.options
-        tar = rootfs_tarball(ctx, opts.source, opts.mirror)
+        tar = rootfs_tarball(ctx, opts.source, opts.mirror, opts.firmware)
         assert tar.path is not None
         out = ctx.workdir / "disk.raw"
         ui.phase("making the bootable disk")
         record = bootstrap.build_bootstrap_disk(tar.path, out, size=opts.size,
-                                                distro=opts.source.distro)
+                                                distro=opts.source.distro,
+                                                firmware=opts.firmware)
         ctx.log.info("disk: %s", record)
         return Artifact(path=out, kind="image", format="raw",
                         metadata={**record, "mirror": opts.mirror, "suite": opts.source.suite,
                                   "distro": opts.source.distro,
-                                  "packages": bootstrap.package_list(opts.source),
+                                  "packages": bootstrap.package_list(opts.source,
+                                                                     opts.firmware),
                                   "rootfs_tarball": str(tar.path),
                                   "rootfs_cached": tar.metadata.get("cached", False)})
 
 
-def rootfs_tarball(ctx: StageContext, src: BootstrapSource, mirror: str) -> Artifact:
+def rootfs_tarball(ctx: StageContext, src: BootstrapSource, mirror: str,
+                   firmware: str = "hybrid") -> Artifact:
     """The mmdebstrap tarball from the store, or built and committed to it."""
     key = hash_json({"entry": "base.bootstrap.rootfs",
-                     "tarball": bootstrap.tarball_key(src, mirror),
+                     "tarball": bootstrap.tarball_key(src, mirror, firmware),
                      "mmdebstrap": tool_version("mmdebstrap")})
     cached = ctx.store.get_stage(key)
     if cached is not None:
@@ -66,7 +70,8 @@ def rootfs_tarball(ctx: StageContext, src: BootstrapSource, mirror: str) -> Arti
                         metadata={**cached.metadata, "cached": True})
     work = ctx.store.workdir("bootstrap-rootfs")
     ctx.exit_stack.callback(work.release)  # a no-op after the commit renamed it away
-    tar = bootstrap.bootstrap_tarball(src, work.path / "rootfs.tar", mirror=mirror)
+    tar = bootstrap.bootstrap_tarball(src, work.path / "rootfs.tar", mirror=mirror,
+                                      firmware=firmware)
     return ctx.store.commit_stage(key, work, Artifact(
         path=tar, kind="file", metadata={"suite": src.suite, "mirror": mirror}),
         label=f"base.bootstrap rootfs {src.distro} {src.suite}")

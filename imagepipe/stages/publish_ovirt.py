@@ -42,11 +42,26 @@ class OvirtPublishOptions:
     keep: int | None = None
     disk_format: str = "cow"
     version_name: str | None = None  # None: one template per name; "": a UTC time stamp
+    bios_type: str | None = None
+
+
+def ovirt_bios_type(recipe: Recipe) -> str | None:
+    """oVirt's bios.type for the image's firmware: q35_sea_bios for a bios disk; for a uefi or
+    hybrid disk q35_ovmf, or q35_secure_boot when the build proves Secure Boot
+    (test.boot.firmware lists secureboot). Images and installers: the cluster default."""
+    if recipe.source.bootstrap is None:
+        return None
+    if recipe.disk.firmware == "bios":
+        return "q35_sea_bios"
+    boot = recipe.test.boot
+    if boot is not None and "secureboot" in (boot.firmware or ()):
+        return "q35_secure_boot"
+    return "q35_ovmf"
 
 
 class OvirtPublishStage(Stage):
     name = "publish.ovirt"
-    version = 2  # 2: each publish is a new version of one base template
+    version = 3  # 2: each publish is a new version of one base template; 3: bios.type
     Options = OvirtPublishOptions
     inputs = ("image",)
     cacheable = False
@@ -74,7 +89,7 @@ class OvirtPublishStage(Stage):
             os_type=o.os_type if o.os_type != "other_linux" or not recipe.os_type
             else recipe.os_type,
             network=o.network, ballooning=o.ballooning, seal=o.seal, keep=o.keep,
-            disk_format=o.disk_format)
+            disk_format=o.disk_format, bios_type=ovirt_bios_type(recipe))
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         from imagepipe.targets.ovirt import TemplateSpec, connect, make_template, resolve_config
@@ -92,7 +107,8 @@ class OvirtPublishStage(Stage):
                             user_data=o.user_data.read_text() if o.user_data else None,
                             memory=o.memory, cpus=o.cpus, os_type=o.os_type, network=o.network,
                             ballooning=o.ballooning, seal=o.seal, keep=o.keep,
-                            disk_format=o.disk_format, version_name=o.version_name)
+                            disk_format=o.disk_format, version_name=o.version_name,
+                            bios_type=o.bios_type)
         ctx.log.info("publishing %s to %s as template %s", image.path, cfg.url, o.template_name)
         with connect(cfg) as con:
             r = make_template(con, cfg, image.path, spec)
@@ -105,6 +121,7 @@ class OvirtPublishStage(Stage):
             "template_disk_ids": r.template_disk_ids, "removed_versions": r.removed_versions,
             "base_template_id": r.base_template_id, "version_number": r.version_number,
             "version_name": r.version_name, "kept_versions": r.kept_versions,
+            "bios_type": o.bios_type,
             **({} if r.reused else _changes_since_last_publish(ctx))})
 
 

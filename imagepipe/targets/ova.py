@@ -55,8 +55,13 @@ def _item(hw: ET.Element, instance: int, rtype: int, name: str, **fields: str) -
 
 
 def build_ovf(*, name: str, description: str, cpus: int, memory: int, os_type: str,
-              disk_file: str, disk_size: int, capacity: int) -> bytes:
-    """The OVF 1.0 envelope for one VM with one disk, one SCSI controller and one NIC."""
+              disk_file: str, disk_size: int, capacity: int,
+              firmware: str | None = None) -> bytes:
+    """The OVF 1.0 envelope for one VM with one disk, one SCSI controller and one NIC.
+
+    `firmware` ("efi" or "bios"; None: unstated, the importer's default, which is BIOS) goes
+    into the hardware section as VMware's `<vmw:Config vmw:key="firmware">`, the element
+    vSphere writes and virt-v2v's OVA import reads."""
     os_id, vmw_os = OS_TYPES.get(os_type, OS_TYPES["other_linux"])
     env = ET.Element(_q(OVF, "Envelope"), {_q(VMW, "buildId"): "imagepipe"})
     refs = ET.SubElement(env, _q(OVF, "References"))
@@ -98,12 +103,19 @@ def build_ovf(*, name: str, description: str, cpus: int, memory: int, os_type: s
           Parent="3")
     _item(hw, 5, 10, "Network adapter 1", AddressOnParent="7", AutomaticAllocation="true",
           Connection="VM Network", ResourceSubType="VmxNet3")
+    if firmware is not None:
+        if firmware not in ("efi", "bios"):
+            raise InputError(f"OVF firmware must be efi or bios, not {firmware!r}")
+        ET.SubElement(hw, _q(VMW, "Config"), {_q(OVF, "required"): "false",
+                                              _q(VMW, "key"): "firmware",
+                                              _q(VMW, "value"): firmware})
     return ET.tostring(env, encoding="utf-8", xml_declaration=True)
 
 
 def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: int = 2,
               memory: int = 2 * GiB, os_type: str = "other_linux",
-              manifest: bool = True, verify: bool = True) -> ImageReport:
+              manifest: bool = True, verify: bool = True,
+              firmware: str | None = None) -> ImageReport:
     """Write `dst` (.ova) from `src` (any format qemu reads; backing files refused).
 
     With `verify`, the VMDK's guest data is compared with the source (`qemu-img compare`)
@@ -127,7 +139,8 @@ def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: i
         ovf = work / ovf_name
         ovf.write_bytes(build_ovf(name=name, description=description, cpus=cpus,
                                   memory=memory, os_type=os_type, disk_file=disk_name,
-                                  disk_size=vmdk.stat().st_size, capacity=capacity))
+                                  disk_size=vmdk.stat().st_size, capacity=capacity,
+                                  firmware=firmware))
         members = [ovf, vmdk]
         if manifest:
             mf = work / f"{name}.mf"
@@ -164,4 +177,14 @@ def ova_params_from_recipe(recipe: Recipe) -> dict[str, Any]:
         params.update(cpus=ovirt.cpus, memory=ovirt.memory)
         if not recipe.os_type and ovirt.os_type:
             params["os_type"] = ovirt.os_type
+    firmware = recipe_firmware(recipe)
+    if firmware is not None:
+        # A hybrid disk boots either way; EFI is what lets the VM use Secure Boot.
+        params["firmware"] = "bios" if firmware == "bios" else "efi"
     return params
+
+
+def recipe_firmware(recipe: Recipe) -> str | None:
+    """The firmware the recipe's disk is made for (hybrid | uefi | bios), or None when the disk
+    comes from an image or installer whose layout imagepipe does not choose."""
+    return recipe.disk.firmware if recipe.source.bootstrap is not None else None

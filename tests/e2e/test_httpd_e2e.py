@@ -66,7 +66,9 @@ def test_outputs_hold_the_sealed_image_in_every_format(build: dict[str, Any]) ->
 
 def test_bootstrap_made_a_bootable_debian_disk(build: dict[str, Any]) -> None:
     rec = _stage(build["manifest"], "base.bootstrap")["record"]
-    assert rec["bootloader"] == "extlinux" and rec["root_uuid"]
+    assert rec["bootloader"] == "grub" and rec["root_uuid"]
+    assert rec["firmware"] == "hybrid" and rec["partition_table"] == "gpt"
+    assert "EFI/BOOT/BOOTX64.EFI" in rec["efi_files"]
     assert "apache2" in rec["packages"] and rec["suite"] == "bookworm"
 
 

@@ -39,7 +39,9 @@ def test_unbootable_image_fails_every_check_and_keeps_the_log(blank: Path,
                        memory=256 * 1024**2, cpus=1)
     assert report["passed"] is False
     by_name = {c["name"]: c for c in report["checks"]}
-    assert set(by_name) == {"login", "cloud-init-final", "http:80/=200", "new-identity"}
+    assert set(by_name) == {"login", "cloud-init-final", "http:80/=200", "new-identity",
+                            "firmware:bios"}
+    assert report["firmware"] == "bios"
     assert not any(c["passed"] for c in by_name.values())
     assert by_name["login"]["detail"] == "not seen within 20s"
     assert "never printed its identity" in by_name["new-identity"]["detail"]

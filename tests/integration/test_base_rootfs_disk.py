@@ -53,8 +53,10 @@ def disks(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     if os.geteuid() != 0:
         pytest.skip("the mkfs method needs root (owners in the unpacked tree)")
     out = tmp_path_factory.mktemp("disks")
+    # disk.firmware: bios (MBR + extlinux); the GPT + GRUB disk needs the guest's real grub
+    # tools and is built and booted by the e2e tests.
     recs = {m: rd.build_bootstrap_disk(rootfs, out / f"{m}.raw", size=256 * rd.MiB, method=m,
-                                       kernel_args="quiet")
+                                       kernel_args="quiet", firmware="bios")
             for m in ("mkfs", "guestfs")}
     assert sorted(os.listdir(out)) == ["guestfs.raw", "mkfs.raw"]  # no temp files or trees
     return {"dir": out, "records": recs}

@@ -116,6 +116,43 @@ def test_params_from_recipe(tmp_path: Path) -> None:
     assert root.find(f".//{{{OVF}}}VirtualSystem").get(f"{{{OVF}}}id") == "httpd"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("firmware,ovf_value,bios_type", [
+    ("hybrid", "efi", "q35_ovmf"), ("uefi", "efi", "q35_ovmf"),
+    ("bios", "bios", "q35_sea_bios")])
+def test_bootstrapped_recipe_states_its_firmware(tmp_path: Path, firmware: str,
+                                                 ovf_value: str, bios_type: str) -> None:
+    """The OVF and the oVirt template say how the disk boots; image sources say nothing."""
+    from imagepipe.recipe.model import (
+        BootstrapSource,
+        BootTest,
+        Disk,
+        ImageSource,
+        Recipe,
+        Source,
+        Test,
+    )
+    from imagepipe.stages.publish_ovirt import ovirt_bios_type
+    from imagepipe.targets.ova import VMW, build_ovf, ova_params_from_recipe
+
+    recipe = Recipe(name="web", description="d", path=tmp_path / "r.yaml",
+                    source=Source(bootstrap=BootstrapSource()), disk=Disk(firmware=firmware))
+    params = ova_params_from_recipe(recipe)
+    assert params["firmware"] == ovf_value
+    root = ET.fromstring(build_ovf(**params, cpus=1, memory=1 << 30, os_type="debian_12",
+                                   disk_file="d.vmdk", disk_size=1, capacity=2))
+    cfg = root.find(f".//{{{OVF}}}VirtualHardwareSection/{{{VMW}}}Config")
+    assert cfg is not None and cfg.get(f"{{{VMW}}}value") == ovf_value
+    assert ovirt_bios_type(recipe) == bios_type
+    if firmware != "bios":
+        sb = Recipe(name="web", description="d", path=tmp_path / "r.yaml",
+                    source=Source(bootstrap=BootstrapSource()), disk=Disk(firmware=firmware),
+                    test=Test(boot=BootTest(firmware=("bios", "secureboot"))))
+        assert ovirt_bios_type(sb) == "q35_secure_boot"
+    image = Recipe(name="web", description="d", path=tmp_path / "r.yaml",
+                   source=Source(image=ImageSource(url="file:///x")))
+    assert "firmware" not in ova_params_from_recipe(image) and ovirt_bios_type(image) is None
+
+
 def test_pipeline_convert_stage_describes_the_recipe_vm(tmp_path: Path) -> None:
     """An `ova` output of a recipe carries the recipe's name, description, CPUs and memory."""
     from imagepipe.recipe.model import ImageSource, Output, OvirtPublish, Publish, Recipe, Source

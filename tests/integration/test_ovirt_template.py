@@ -122,3 +122,22 @@ def test_versioned_names_keep_newest(sim, tmp_path: Path) -> None:
     left = sorted(t["name"] for t in sim.state()["templates"] if t["name"].startswith("app-"))
     assert left == sorted(names[1:])
     assert r["removed_versions"] == [names[0]]
+
+
+def test_make_template_states_the_firmware_as_bios_type(sim, sdk_con, image: Path) -> None:
+    """The engine (simulator) stores bios.type on the temporary VM and the template, and
+    refuses a value that is not in its BiosType enum."""
+    from ovirtsdk4 import types
+
+    proc, r = ovirt(sim, "make-template", str(image), "--storage-domain", "data1",
+                    "--cluster", "Default", "--name", "efi-tpl", "--description", "UEFI",
+                    "--firmware", "secureboot")
+    assert proc.returncode == 0, proc.stderr
+    tpl = sdk_con.system_service().templates_service().template_service(
+        r["template_id"]).get()
+    assert tpl.bios.type == types.BiosType.Q35_SECURE_BOOT
+    from imagepipe.testing.ovirt_engine.vms import bios
+    from imagepipe.testing.ovirt_engine.xmlio import Fault
+
+    with pytest.raises(Fault):
+        bios({"type": "uefi_please"})

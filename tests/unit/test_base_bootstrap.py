@@ -66,7 +66,8 @@ def test_package_list_and_argv() -> None:
     src = BootstrapSource(packages=("apache2", "sudo"))
     pkgs = bs.package_list(src)
     assert pkgs[-1] == "apache2" and pkgs.count("sudo") == 1
-    assert {"linux-image-amd64", "cloud-init", "e2fsprogs", "syslinux-common"} <= set(pkgs)
+    assert {"linux-image-amd64", "cloud-init", "e2fsprogs", "shim-signed",
+            "grub-pc-bin"} <= set(pkgs)
     argv = bs.mmdebstrap_argv(src, "http://m/debian", Path("/o/root.tar"))
     assert argv[0] == "mmdebstrap" and argv[-3:] == ["bookworm", "/o/root.tar", "http://m/debian"]
     assert "--mode=unshare" in argv and f"--include={','.join(pkgs)}" in argv
@@ -106,11 +107,14 @@ def test_sizing_counts_blocks_and_names_the_needed_size(tmp_path: Path) -> None:
     assert rd.choose_size(need, stats) == need
     big = rd.TarStats(files=18599, data_bytes=800 * rd.MiB)
     with pytest.raises(rd.DiskTooSmall) as err:
-        rd.choose_size(512 * rd.MiB, big)
+        rd.choose_size(512 * rd.MiB, big, "bios")
     text = str(err.value)
     assert "disk.size 512 MiB is too small" in text and "at least 1.12 GiB is needed" in text
     assert "set disk.size to 1.2G or more" in text
     assert err.value.exit_code == 2
+    # GPT disks put the root behind the BIOS boot partition and the ESP (128 MiB)
+    assert rd.required_disk_size(big, "hybrid") >= rd.required_disk_size(big, "bios") + \
+        127 * rd.MiB
 
 
 def test_mmdebstrap_errors_name_missing_packages() -> None:

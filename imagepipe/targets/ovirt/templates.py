@@ -50,6 +50,9 @@ class TemplateSpec:
     # Publish as a new version of the template `name` (the first publish creates it as the
     # base template); None = one template per name (`${date}` names).
     version_name: str | None = None
+    # The engine's bios.type (q35_sea_bios | q35_ovmf | q35_secure_boot); None: the cluster's
+    # default.
+    bios_type: str | None = None
 
 
 @dataclass
@@ -247,9 +250,20 @@ def _temporary_vm(con: Any, spec: TemplateSpec, name: str, cluster: Any,
             cpu=types.Cpu(topology=types.CpuTopology(cores=spec.cpus, sockets=1, threads=1)),
             os=types.OperatingSystem(type=spec.os_type,
                                      boot=types.Boot(devices=[types.BootDevice.HD])),
+            bios=_bios(spec),
             description=f"imagepipe: temporary VM for template {name}"))
     stack.callback(eng.cleanup_remove, vms.vm_service(vm.id), f"temporary VM {vm_name}", 600)
     return vm
+
+
+def _bios(spec: TemplateSpec) -> Any:
+    """The VM/template firmware: VMs made from the template boot the way the image was built
+    and tested to boot."""
+    from ovirtsdk4 import types
+
+    if spec.bios_type is None:
+        return None
+    return types.Bios(type=types.BiosType(spec.bios_type))
 
 
 def _create_template(con: Any, spec: TemplateSpec, name: str, vm_id: str, digest: str,
@@ -266,7 +280,7 @@ def _create_template(con: Any, spec: TemplateSpec, name: str, vm_id: str, digest
         tpl = service.add(types.Template(
             name=name, description=spec.description, comment=comment,
             vm=types.Vm(id=vm_id), os=types.OperatingSystem(type=spec.os_type),
-            initialization=init, version=version), seal=spec.seal)
+            bios=_bios(spec), initialization=init, version=version), seal=spec.seal)
     done = {"ok": False}
     tpl_service = service.template_service(tpl.id)
 

@@ -16,6 +16,21 @@ from imagepipe.testing.ovirt_engine.xmlio import Fault, as_bool, as_int, require
 from imagepipe.tools import qemu_img
 from imagepipe.tools.run import run
 
+# The engine's BiosType enum (4.4+): what a VM or template boots with.
+BIOS_TYPES = ("cluster_default", "i440fx_sea_bios", "q35_sea_bios", "q35_ovmf",
+              "q35_secure_boot")
+
+
+def bios(value: Any) -> dict[str, Any] | None:
+    """A VM/template `bios` element, checked like the engine checks the enum (400 if unknown)."""
+    if not value:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in BIOS_TYPES:
+        raise Fault(400, "Bad Request",
+                    f"Invalid value '{kind}' for bios.type; use one of {', '.join(BIOS_TYPES)}")
+    return {"type": kind}
+
 
 class VmsMixin:
     vms: dict[str, dict[str, Any]]
@@ -67,7 +82,7 @@ class VmsMixin:
               "comment": body.get("comment"), "status": "down",
               "memory": as_int(body.get("memory") or 1 << 30, "memory"),
               "cpu": body.get("cpu") or {"topology": {"cores": 1, "sockets": 1, "threads": 1}},
-              "memory_policy": body.get("memory_policy"), "bios": body.get("bios"),
+              "memory_policy": body.get("memory_policy"), "bios": bios(body.get("bios")),
               "os": body.get("os") or {"type": "other"}, "type": body.get("type") or "desktop",
               "creation_time": now_text(), "stateless": False,
               "use_latest_template_version": latest,
@@ -173,7 +188,8 @@ class VmsMixin:
         tpl = {**ref("templates", tid), "name": name, "description": body.get("description"),
                "comment": body.get("comment"), "status": "locked", "creation_time": now_text(),
                "memory": vm["memory"], "cpu": vm["cpu"], "os": body.get("os") or vm["os"],
-               "type": vm["type"], "bios": vm.get("bios"), "memory_policy": vm["memory_policy"],
+               "type": vm["type"], "bios": bios(body.get("bios")) or vm.get("bios"),
+               "memory_policy": vm["memory_policy"],
                "initialization": body.get("initialization"),
                "version": {"base_template": ref("templates", version["_base"]["id"]
                                                 if version.get("_base") else tid),
