@@ -43,6 +43,7 @@ def build(target: Path | None, build_all: bool, store: Path | None, explain: boo
     from imagepipe.pipeline import build as run_build
 
     recipe, digest = load(target)
+    _kernel_check(recipe, store)
     opts = BuildOptions(store=store, explain=explain, dry_run=dry_run, from_stage=from_stage,
                         force=force, keep_on_failure=keep_on_failure, wait=not no_wait,
                         jobs=jobs or 0)
@@ -55,6 +56,16 @@ def build(target: Path | None, build_all: bool, store: Path | None, explain: boo
               stage_count=len(report.records), rerun=report.rerun,
               outputs=m.get("outputs", []), manifest=str(report.manifest_path),
               build_dir=str(report.build_dir), publish=m.get("publish", {}))
+
+
+def _kernel_check(recipe: Any, store: Path | None) -> None:
+    """Refuse (exit 2) outputs whose platform hardware the recipe's kernel cannot drive."""
+    from imagepipe.errors import RecipeError
+    from imagepipe.kernelcheck import check_or_warn
+
+    problems = check_or_warn(recipe, store)
+    if problems:
+        raise RecipeError(problems)
 
 
 def _summary(report: Any) -> str:

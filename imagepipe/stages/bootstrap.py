@@ -49,6 +49,7 @@ class BootstrapStage(Stage):
                         metadata={**record, "mirror": opts.mirror, "suite": opts.source.suite,
                                   "distro": opts.source.distro,
                                   "packages": bootstrap.package_list(opts.source),
+                                  "kernel": bootstrap.kernel_package(opts.source),
                                   "rootfs_tarball": str(tar.path),
                                   "rootfs_cached": tar.metadata.get("cached", False)})
 
