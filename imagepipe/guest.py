@@ -54,6 +54,7 @@ def run_guest_work(
     copy). Returns the manifest record."""
     from imagepipe.cloudinit.seed import inject_seed
     from imagepipe.customize import customize
+    from imagepipe.guest_lean import clean_and_trim
     from imagepipe.seal import select
     from imagepipe.seal.lints import run_lints
     from imagepipe.seal.run import seal, verify
@@ -80,6 +81,7 @@ def run_guest_work(
             allow_password=recipe.seal.allow_password,
         )
         record["verification"] = verify(session, sealed["operations"])
+        record["lean"] = clean_and_trim(session)  # last: nothing writes after the trim
     return record
 
 

@@ -210,7 +210,6 @@ def check_recipe(recipe: Recipe, cache: Path, *,
 
 def _marks(recipe: Recipe) -> Any:
     from imagepipe.recipe.load import load_document
-
     from imagepipe.recipe.rules import _display
 
     try:

@@ -76,6 +76,25 @@ def output_entry(record: StageRecord) -> dict[str, Any]:
             "sha256": (art.digest or "").removeprefix("sha256:") or meta.get("sha256")}
 
 
+def image_content(records: Iterable[StageRecord]) -> dict[str, Any]:
+    """What the image holds (the guest stage's last look): used bytes, largest directories."""
+    for r in records:
+        if r.stage == "guest" and r.artifact is not None:
+            lean = dict(r.artifact.metadata).get("lean") or {}
+            return {"used_bytes": lean.get("used_bytes"),
+                    "largest_dirs": lean.get("largest_dirs", [])}
+    return {}
+
+
+def add_size_ratios(outputs: list[dict[str, Any]], used: int | None) -> None:
+    """Each output's file size as a ratio to the bytes the guest uses (1.0 = no overhead;
+    below 1 = compressed)."""
+    for o in outputs:
+        size = o.get("file_size")
+        o["used_bytes"] = used
+        o["ratio_to_used"] = round(size / used, 3) if used and size else None
+
+
 def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[StageRecord],
                    tools: Mapping[str, str], build_dir: Path, started: float,
                    warnings: Iterable[str] = ()) -> dict[str, Any]:
@@ -98,6 +117,9 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
                             "rootfs_tarball": meta.get("rootfs_tarball")})
         if r.stage.startswith("publish.") and r.artifact is not None:
             publish[r.stage.split(".", 1)[1]] = redact(meta)
+    outputs = [output_entry(r) for r in recs if r.stage == "convert" and r.artifact is not None]
+    content = image_content(recs)
+    add_size_ratios(outputs, content.get("used_bytes"))
     return redact({
         "manifest_version": MANIFEST_VERSION,
         "recipe": {"name": recipe.name, "path": str(recipe.path), "sha256": recipe_sha256,
@@ -109,8 +131,8 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
         "build_dir": str(build_dir),
         "tools": dict(sorted(tools.items())),
         "stages": [r.to_json() for r in recs],
-        "outputs": [output_entry(r) for r in recs
-                    if r.stage == "convert" and r.artifact is not None],
+        "outputs": outputs,
+        "content": content,
         "sources": sources,
         "warnings": warn,
         "publish": publish,

@@ -82,8 +82,13 @@ def _summary(report: Any) -> str:
         sub = f"/{o['subformat']}" if o.get("subformat") else ""
         lines.append(f"  {o['path']}")
         name = o.get("format_name") or o.get("format")
+        ratio = f" ({o['ratio_to_used']:.2f}x used)" if o.get("ratio_to_used") else ""
         lines.append(f"      {name}{sub}, virtual {human(o.get('virtual_size') or 0)}, "
-                     f"file {human(o.get('file_size') or 0)}, sha256 {str(o['sha256'])[:16]}…")
+                     f"file {human(o.get('file_size') or 0)}{ratio}, "
+                     f"sha256 {str(o['sha256'])[:16]}…")
+    used = (m.get("content") or {}).get("used_bytes")
+    if used:
+        lines.append(f"  guest data: {human(used)} used")
     local = m.get("publish", {}).get("local")
     if local:
         state = " (unchanged, nothing copied)" if local.get("unchanged") else ""

@@ -88,3 +88,15 @@ def missing(profile: str, config: Mapping[str, str]) -> list[str]:
 def emulated(profile: str) -> bool:
     disk, nic = split(profile)
     return disk.name in QEMU_DISK and nic.name in QEMU_NIC
+
+
+def boot_profile(preset: str | None, hardware: str | None) -> str:
+    """What a per-output boot test runs on: the output's hardware when qemu emulates it, else
+    the platform's first emulated alternative (vSphere's LSI Logic -> PVSCSI + VMXNET3); the
+    Hyper-V profile stays as it is (its drivers are checked in the initramfs instead)."""
+    want = chosen(preset, hardware)
+    if want is None:
+        return ALIASES["virtio"]
+    if emulated(want) or want == "storvsc+netvsc":
+        return want
+    return next((p for p in preset_hardware(preset) if emulated(p)), ALIASES["virtio"])

@@ -139,6 +139,7 @@ class BootTest:
     http: tuple[HttpCheck, ...] = ()
     memory: int = 1024**3
     cpus: int = 2
+    per_output: bool = False  # also boot each output on its platform's (emulated) hardware
 
 
 @dataclass(frozen=True)

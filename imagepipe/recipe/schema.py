@@ -190,6 +190,10 @@ META: dict[str, dict[str, Any]] = {
                       "example": [{"port": 80, "path": "/", "status": 200}]},
     "BootTest.memory": {"doc": "Test VM memory.", "kind": "size"},
     "BootTest.cpus": {"doc": "Test VM CPUs.", "min": 1, "max": 64},
+    "BootTest.per_output": {"doc": "Also boot every output on its platform's virtual hardware "
+                            "as far as qemu emulates it (VirtualBox AHCI + e1000, vSphere PVSCSI "
+                            "+ VMXNET3, virtio); Hyper-V/Azure outputs: their initramfs must "
+                            "hold hv_vmbus, hv_storvsc, hv_netvsc."},
     "Test.boot": {"doc": "Boot the image with its seed and check it."},
     "LocalPublish.dir": {"doc": "Template store directory (relative paths: to the recipe; "
                          "default: ./templates of the current directory)."},

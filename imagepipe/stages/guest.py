@@ -25,7 +25,7 @@ class GuestOptions:
 
 class GuestStage(Stage):
     name = "guest"
-    version = 1
+    version = 2  # 2: apt lists removed, free blocks trimmed, largest directories recorded
     Options = GuestOptions
     inputs = ("image",)
     tools = ("qemu-img",)
