@@ -70,7 +70,7 @@ def output_entry(record: StageRecord) -> dict[str, Any]:
             # format = qemu's driver name (vpc for vhd), as `qemu-img info` and -f/-F want it;
             # format_name = imagepipe's name (vhd), as recipes and presets spell it
             "format": art.format or meta.get("format"), "format_name": meta.get("format"),
-            "subformat": meta.get("subformat"),
+            "subformat": meta.get("subformat"), "preset": meta.get("preset"),
             "virtual_size": meta.get("virtual_size"), "file_size": meta.get("file_size"),
             "allocated_size": meta.get("allocated_size"),
             "sha256": (art.digest or "").removeprefix("sha256:") or meta.get("sha256")}
