@@ -114,6 +114,7 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
         if r.stage == "base.bootstrap":
             sources.append({"bootstrap": meta.get("distro"), "suite": meta.get("suite"),
                             "mirror": meta.get("mirror"), "packages": meta.get("packages"),
+                            "kernel": meta.get("kernel"),
                             "rootfs_tarball": meta.get("rootfs_tarball")})
         if r.stage.startswith("publish.") and r.artifact is not None:
             publish[r.stage.split(".", 1)[1]] = redact(meta)

@@ -83,4 +83,4 @@ def test_build_reports_sizes_and_largest_directories(httpd_build: dict[str, Any]
     for o in m["outputs"]:
         assert o["ratio_to_used"] == round(o["file_size"] / used, 3)
     guest = next(s for s in m["stages"] if s["id"] == "guest")["record"]["lean"]
-    assert guest["trimmed"] == ["/"]
+    assert "/" in guest["trimmed"]
