@@ -30,8 +30,15 @@ _INDEX = f"main/binary-{ARCH}/Packages.xz"
 _CONFIG_LINE = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$", re.M)
 
 
+_UNREACHABLE: dict[str, str] = {}  # mirror -> why, for the rest of this process
+
+
 class KernelFetchError(ImagepipeError):
     """The kernel package or its index could not be read from the mirror."""
+
+
+class MirrorUnreachable(KernelFetchError):
+    """No answer at all (DNS, connection, timeout): not asked again in this process."""
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,10 @@ def parse_config(text: str) -> dict[str, str]:
 def _get(url: str, timeout: float, stream: bool = False) -> Any:
     import requests
 
-    try:
-        r = requests.get(url, timeout=timeout, stream=stream)
+    try:  # a short connect timeout: an offline host must not stall validate
+        r = requests.get(url, timeout=(min(5.0, timeout), timeout), stream=stream)
     except requests.RequestException as exc:
-        raise KernelFetchError(f"{url}: {type(exc).__name__}: {exc}") from None
+        raise MirrorUnreachable(f"{url}: {type(exc).__name__}: {exc}") from None
     if r.status_code != 200:
         r.close()
         raise KernelFetchError(f"{url}: HTTP {r.status_code}")
@@ -182,8 +189,12 @@ def check_recipe(recipe: Recipe, cache: Path, *,
     package = bootstrap.kernel_package(src)
     mirror = bootstrap.resolve_mirror(src)
     try:
+        if mirror in _UNREACHABLE:
+            raise MirrorUnreachable(_UNREACHABLE[mirror])
         cfg = kernel_config(mirror, src.suite, package, cache, timeout)
     except (KernelFetchError, OSError) as exc:
+        if isinstance(exc, MirrorUnreachable | OSError):  # `validate a.yaml b.yaml`: once
+            _UNREACHABLE.setdefault(mirror, str(exc))
         return [], [f"cannot check that {package} drives each output's hardware: the mirror "
                     f"{mirror} is unreachable or incomplete ({exc}); not checked"]
     marks = _marks(recipe)

@@ -88,3 +88,16 @@ def test_size_ratios() -> None:
     assert [o["ratio_to_used"] for o in outs] == [0.75, 0.25, None]
     add_size_ratios(outs, None)
     assert outs[0]["ratio_to_used"] is None
+
+
+@pytest.mark.parametrize("hw", ["floppy+e1000", "lsilogic+e1000"])
+def test_boot_test_refuses_hardware_it_cannot_emulate_before_starting(tmp_path: Path,
+                                                                      hw: str) -> None:
+    from imagepipe.tools import qemu_img
+    from tests.conftest import run_cli
+
+    img = tmp_path / "d.qcow2"
+    qemu_img.create(img, "qcow2", 1 << 20)
+    res = run_cli("boot-test", str(img), "--hardware", hw)
+    assert res.returncode == 2, res.stderr
+    assert "hardware" in res.stderr or "emulate" in res.stderr
