@@ -206,9 +206,10 @@ def check_recipe(recipe: Recipe, cache: Path, *,
             continue
         options = hardware.preset_hardware(out.preset)
         fixes = [p for p in options if p != profile and not hardware.missing(p, cfg.options)]
+        other = ("source.bootstrap.kernel: generic" if package != bootstrap.KERNELS.get(
+            src.distro, {}).get("generic") else "a kernel package built with them")
         hint = (f"set outputs[{i}].hardware: {fixes[0]} (a VM setting the platform offers), "
-                "or " if fixes else "") + "use a kernel that has them: source.bootstrap.kernel: "
-        hint += "generic" if src.kernel != "generic" else "generic with the options built"
+                "or " if fixes else "") + f"use {other}"
         key: tuple[str | int, ...] = ("outputs", i, "hardware" if out.hardware else "preset")
         where = marks(key)
         problems.append(Problem(
