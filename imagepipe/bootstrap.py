@@ -35,6 +35,12 @@ REQUIRED_PACKAGES: dict[str, tuple[str, ...]] = {
     "ubuntu": ("linux-image-virtual", "systemd-sysv", "udev", "openssh-server", "cloud-init",
                "netplan.io", "iproute2", "sudo", "e2fsprogs", "initramfs-tools", "dbus"),
 }
+# Kernel flavours (`source.bootstrap.kernel`): the first of each distro is the default. The
+# recipe's kernel replaces REQUIRED_PACKAGES' one (the list is a floor, not an addition).
+KERNELS: dict[str, dict[str, str]] = {
+    "debian": {"generic": "linux-image-amd64", "cloud": "linux-image-cloud-amd64"},
+    "ubuntu": {"virtual": "linux-image-virtual", "generic": "linux-image-generic"},
+}
 COMPONENTS = {"debian": "main", "ubuntu": "main,universe"}
 DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian",
                    "ubuntu": "http://archive.ubuntu.com/ubuntu"}
@@ -133,12 +139,12 @@ def check_mirror(mirror: str, suite: str, timeout: float = 20) -> None:
 
 def package_list(src: BootstrapSource,
                  firmware: str = bootloader.DEFAULT_FIRMWARE) -> list[str]:
-    """Required base packages + the bootloader's + the recipe's, in order, without
-    duplicates."""
+    """Required base packages (with the recipe's kernel) + the bootloader's + the recipe's, in
+    order, without duplicates."""
     if src.distro not in REQUIRED_PACKAGES:
         raise InputError(f"unsupported bootstrap distro {src.distro!r}",
                          f"use one of: {', '.join(REQUIRED_PACKAGES)}")
-    return list(dict.fromkeys([*REQUIRED_PACKAGES[src.distro],
+    return list(dict.fromkeys([*required_with_kernel(src),
                                *firmware_packages(src.distro, firmware), *src.packages]))
 
 
@@ -146,6 +152,41 @@ def firmware_packages(distro: str, firmware: str) -> tuple[str, ...]:
     """The bootloader packages `disk.firmware` needs (GRUB for BIOS, signed shim + GRUB for
     UEFI, syslinux for the MBR + extlinux disk): see imagepipe.bootloader."""
     return bootloader.bootloader_packages(distro, firmware)
+
+
+def is_kernel_package(name: str) -> bool:
+    return name.startswith("linux-image-")
+
+
+def kernel_conflict(src: BootstrapSource) -> str | None:
+    """Why the recipe would get two kernels (each ~100-400 MB of modules), or None."""
+    own = list(dict.fromkeys(p for p in src.packages if is_kernel_package(p)))
+    if len(own) > 1:
+        return f"two kernels: {own[0]} and {own[1]}"
+    flavours = KERNELS.get(src.distro, {})
+    if src.kernel and own and src.kernel in flavours and flavours[src.kernel] != own[0]:
+        return (f"kernel: {src.kernel} means {flavours[src.kernel]}, but packages also "
+                f"lists {own[0]}")
+    return None
+
+
+def kernel_package(src: BootstrapSource) -> str:
+    """The one kernel package the image gets: `kernel:`'s flavour, else the recipe's own
+    linux-image-*, else the distro's default flavour."""
+    flavours = KERNELS.get(src.distro, KERNELS["debian"])
+    if src.kernel:
+        if src.kernel not in flavours:
+            raise InputError(f"kernel {src.kernel!r} is not a {src.distro} kernel flavour",
+                             "use one of: " + ", ".join(flavours))
+        return flavours[src.kernel]
+    own = next((p for p in src.packages if is_kernel_package(p)), None)
+    return own or next(iter(flavours.values()))
+
+
+def required_with_kernel(src: BootstrapSource) -> list[str]:
+    """REQUIRED_PACKAGES as a floor: its default kernel is replaced by the recipe's."""
+    kernel = kernel_package(src)
+    return [kernel if is_kernel_package(p) else p for p in REQUIRED_PACKAGES[src.distro]]
 
 
 def resolve_mirror(src: BootstrapSource) -> str:
@@ -231,4 +272,5 @@ def _mmdebstrap_error(argv: Sequence[str], rc: int, output: str, mirror: str) ->
 
 
 __all__ = ["DiskTooSmall", "MirrorError", "bootstrap_tarball", "build_bootstrap_disk",
-           "check_mirror", "host_mirror", "package_list", "resolve_mirror", "tarball_key"]
+           "check_mirror", "host_mirror", "kernel_conflict", "kernel_package", "package_list",
+           "resolve_mirror", "tarball_key"]

@@ -144,11 +144,14 @@ def _http_ok(check: HttpCheck, host_port: int) -> tuple[bool, str]:
 def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[HttpCheck] = (),
               timeout: float = 600, log_dir: Path, memory: int = 1024**3, cpus: int = 2,
               verify_identity: bool = True, accel: str | None = None,
-              disk_fmt: str | None = None, firmware: str = "bios") -> dict[str, Any]:
+              disk_fmt: str | None = None, firmware: str = "bios",
+              hardware: str | None = None) -> dict[str, Any]:
     """Boot `image` on an overlay with a fresh seed, run the checks, shut down with ACPI.
 
     Returns the manifest record (never raises for a failed check: `passed` says; the stage
-    turns a failure into BootTestFailed). Bad arguments raise InputError."""
+    turns a failure into BootTestFailed). Bad arguments raise InputError. `hardware`: the
+    platform's disk controller + NIC to emulate (imagepipe.tools.qemu_hardware; default
+    virtio)."""
     from imagepipe.cloudinit.seed import build_seed_iso, make_meta_data
     from imagepipe.tools import firmware as fw
 
@@ -183,7 +186,8 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
             with VM(image, workdir=vm_dir, disk_fmt=disk_fmt, memory=memory,
                     cpus=cpus, accel=accel, console_log=console_log,
                     forward_ports=sorted({c.port for c in checks}),
-                    drives=[Drive(seed, fmt="raw", readonly=True)], extra_args=fw_args) as vm:
+                    drives=[Drive(seed, fmt="raw", readonly=True)], extra_args=fw_args,
+                    hardware=hardware) as vm:
                 ui.info(f"boot-test: booting {image.name} with {firmware} firmware "
                         f"(console: {console_log})")
                 _watch(vm, checks, results, identity, nonce, start, timeout)
@@ -198,8 +202,14 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
             for f in vm_dir.glob("ovmf-vars-*.fd"):
                 f.unlink()
         ident = _identity_check(before, identity) if before is not None else None
-    return {**_report(results, ident, identity, console_log, clean, start, instance_id),
-            "firmware": firmware}
+    report = _report(results, ident, identity, console_log, clean, start, instance_id)
+    return {**report, "firmware": firmware, "hardware": _hardware_name(hardware)}
+
+
+def _hardware_name(hardware: str | None) -> str:
+    from imagepipe.convert.hardware import ALIASES
+
+    return ALIASES.get(hardware or "virtio", hardware or "virtio")
 
 
 def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],

@@ -56,6 +56,7 @@ def run_guest_work(
     place: hand in a copy). Returns the manifest record."""
     from imagepipe.cloudinit.seed import inject_seed
     from imagepipe.customize import customize
+    from imagepipe.guest_lean import clean_and_trim
     from imagepipe.inventory.packages import read_packages
     from imagepipe.seal import select
     from imagepipe.seal.lints import run_lints
@@ -87,8 +88,9 @@ def run_guest_work(
         )
         ui.phase("verifying the sealed image")
         record["verification"] = verify(session, sealed["operations"])
-        # Last, from the sealed guest: what VMs made from this image will really run.
+        # From the sealed guest: what VMs made from this image will really run.
         record["inventory"] = read_packages(session)
+        record["lean"] = clean_and_trim(session)  # last: nothing writes after the trim
         ui.phase("closing the appliance")
     return record
 

@@ -83,10 +83,29 @@ def output_entry(record: StageRecord) -> dict[str, Any]:
             # format = qemu's driver name (vpc for vhd), as `qemu-img info` and -f/-F want it;
             # format_name = imagepipe's name (vhd), as recipes and presets spell it
             "format": art.format or meta.get("format"), "format_name": meta.get("format"),
-            "subformat": meta.get("subformat"),
+            "subformat": meta.get("subformat"), "preset": meta.get("preset"),
             "virtual_size": meta.get("virtual_size"), "file_size": meta.get("file_size"),
             "allocated_size": meta.get("allocated_size"),
             "sha256": (art.digest or "").removeprefix("sha256:") or meta.get("sha256")}
+
+
+def image_content(records: Iterable[StageRecord]) -> dict[str, Any]:
+    """What the image holds (the guest stage's last look): used bytes, largest directories."""
+    for r in records:
+        if r.stage == "guest" and r.artifact is not None:
+            lean = dict(r.artifact.metadata).get("lean") or {}
+            return {"used_bytes": lean.get("used_bytes"),
+                    "largest_dirs": lean.get("largest_dirs", [])}
+    return {}
+
+
+def add_size_ratios(outputs: list[dict[str, Any]], used: int | None) -> None:
+    """Each output's file size as a ratio to the bytes the guest uses (1.0 = no overhead;
+    below 1 = compressed)."""
+    for o in outputs:
+        size = o.get("file_size")
+        o["used_bytes"] = used
+        o["ratio_to_used"] = round(size / used, 3) if used and size else None
 
 
 def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[StageRecord],
@@ -111,6 +130,7 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
         if r.stage == "base.bootstrap":
             sources.append({"bootstrap": meta.get("distro"), "suite": meta.get("suite"),
                             "mirror": meta.get("mirror"), "packages": meta.get("packages"),
+                            "kernel": meta.get("kernel"),
                             "rootfs_tarball": meta.get("rootfs_tarball"),
                             "firmware": meta.get("firmware"),
                             "bootloader": meta.get("bootloader")})
@@ -122,6 +142,9 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
         if isinstance(inv, dict):
             inv.pop("packages", None)
     packages = inventory.pop("packages", None)
+    outputs = [output_entry(r) for r in recs if r.stage == "convert" and r.artifact is not None]
+    content = image_content(recs)
+    add_size_ratios(outputs, content.get("used_bytes"))
     return redact({
         "manifest_version": MANIFEST_VERSION,
         "recipe": {"name": recipe.name, "path": str(recipe.path), "sha256": recipe_sha256,
@@ -133,8 +156,8 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
         "build_dir": str(build_dir),
         "tools": dict(sorted(tools.items())),
         "stages": stages,
-        "outputs": [output_entry(r) for r in recs
-                    if r.stage == "convert" and r.artifact is not None],
+        "outputs": outputs,
+        "content": content,
         "sources": sources,
         "warnings": warn,
         "publish": publish,

@@ -40,10 +40,15 @@ from imagepipe.cli.common import examples
               show_default=True,
               help="bios: SeaBIOS; uefi: OVMF; secureboot: OVMF with Microsoft's keys and "
               "Secure Boot enforced (checked from the guest's kernel log).")
+@click.option("--hardware", metavar="HW", default=None,
+              help="The platform's disk controller + NIC to boot on: virtio (default), "
+              "virtualbox (AHCI + e1000), vsphere (PVSCSI + VMXNET3), or DISK+NIC, e.g. "
+              "virtio-scsi+virtio-net; hyperv / azure (no qemu emulation): check that the "
+              "image's initramfs has hv_vmbus, hv_storvsc and hv_netvsc instead of booting.")
 @click.option("--json", "json_mode", is_flag=True, help="Same as the global --json.")
 def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeout: int,
               keep_log: Path | None, memory: int, cpus: int, no_identity_check: bool,
-              firmware: str, json_mode: bool) -> None:
+              firmware: str, hardware: str | None, json_mode: bool) -> None:
     """Boot IMAGE (never modified: a qcow2 overlay takes the writes) with a fresh cloud-init
     seed, wait for cloud-init to finish and each --http check to answer, shut down with ACPI,
     and report per check."""
@@ -55,12 +60,18 @@ def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeou
         ui.settings.json = True
     checks = [parse_http_check(h) for h in http]
     fmt = str(probe_image(image)["format"])
+    if hardware is not None and _initramfs_only(image, fmt, hardware):
+        return
+    if hardware is not None:
+        from imagepipe.tools.qemu_hardware import resolve
+
+        resolve(hardware)  # bad or unemulated hardware: exit 2 before anything starts
     log_dir = keep_log or Path(tempfile.mkdtemp(prefix="imagepipe-boot-test-"))
     with ui.stage("boot-test"):  # shows the boot milestones while it waits
         report = run_boot_test(image, user_data=user_data, checks=checks, timeout=timeout,
                                log_dir=log_dir, memory=memory * 1024**2, cpus=cpus,
                                verify_identity=not no_identity_check, disk_fmt=fmt,
-                               firmware=firmware)
+                               firmware=firmware, hardware=hardware)
     lines = [f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']:<24} "
              f"{'' if c['seconds'] is None else str(c['seconds']) + 's':>7}  {c['detail']}"
              for c in report["checks"]]
@@ -72,3 +83,23 @@ def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeou
     ui.result("\n".join(lines), **report)
     if not report["passed"]:
         raise BootTestFailed(report)
+
+
+def _initramfs_only(image: Path, fmt: str, hardware: str) -> bool:
+    """Hyper-V / Azure: qemu has no VMBus; check the drivers in the initramfs (exit 1 if not).
+    False when `hardware` is something qemu boots."""
+    from imagepipe.boottest import BootTestFailed
+    from imagepipe.initramfs_check import ALIASES, DRIVERS, check_drivers
+
+    if ALIASES.get(hardware, hardware) not in DRIVERS:
+        return False
+    rec = check_drivers(image, hardware, fmt=fmt)
+    lines = [f"{'ok  ' if where != 'missing' else 'FAIL'} {name:<12} {where}"
+             for name, where in rec["drivers"].items()]
+    lines.append(f"kernel {rec['kernel']}: {rec['detail']}")
+    ui.result("\n".join(lines), **rec)
+    if not rec["passed"]:
+        raise BootTestFailed({"checks": [{"name": n, "passed": w != "missing"}
+                                         for n, w in rec["drivers"].items()],
+                              "console_log": rec["initrd"]})
+    return True

@@ -69,6 +69,7 @@ def build(target: Path | None, build_all: bool, store: Path | None, explain: boo
         local = dataclasses.replace(recipe.publish.local, dir=publish_dir.absolute())
         recipe = dataclasses.replace(recipe,
                                      publish=dataclasses.replace(recipe.publish, local=local))
+    _kernel_check(recipe, store)
     opts = BuildOptions(store=store, explain=explain, dry_run=dry_run, from_stage=from_stage,
                         force=force, keep_on_failure=keep_on_failure, wait=not no_wait,
                         jobs=jobs or 0)
@@ -109,6 +110,16 @@ def _build_farm(target: Path | None, build_all: bool, broker: str | None,
     run(url, recipes, queue, single=not build_all, no_wait=no_wait)
 
 
+def _kernel_check(recipe: Any, store: Path | None) -> None:
+    """Refuse (exit 2) outputs whose platform hardware the recipe's kernel cannot drive."""
+    from imagepipe.errors import RecipeError
+    from imagepipe.kernelcheck import check_or_warn
+
+    problems = check_or_warn(recipe, store)
+    if problems:
+        raise RecipeError(problems)
+
+
 def _summary(report: Any) -> str:
     from imagepipe.store.maintenance import human
 
@@ -123,8 +134,13 @@ def _summary(report: Any) -> str:
         sub = f"/{o['subformat']}" if o.get("subformat") else ""
         lines.append(f"  {o['path']}")
         name = o.get("format_name") or o.get("format")
+        ratio = f" ({o['ratio_to_used']:.2f}x used)" if o.get("ratio_to_used") else ""
         lines.append(f"      {name}{sub}, virtual {human(o.get('virtual_size') or 0)}, "
-                     f"file {human(o.get('file_size') or 0)}, sha256 {str(o['sha256'])[:16]}…")
+                     f"file {human(o.get('file_size') or 0)}{ratio}, "
+                     f"sha256 {str(o['sha256'])[:16]}…")
+    used = (m.get("content") or {}).get("used_bytes")
+    if used:
+        lines.append(f"  guest data: {human(used)} used")
     inv, sbom = m.get("inventory"), m.get("sbom")
     if inv:
         where = f"; SBOM {report.build_dir}/{sbom['file']}" if sbom else ""

@@ -33,6 +33,10 @@ def _list_presets() -> None:
         flag = " -c" if r["compress"] else ""
         lines.append(f"{r['name']:<12} {r['format']:<6} {opts}{flag}\n"
                      f"{'':<12} {r['summary']}; checks: {', '.join(r['checks'])}")  # type: ignore[arg-type]
+        hw = list(r.get("hardware") or ())  # type: ignore[call-overload]
+        if hw:
+            lines.append(f"{'':<12} hardware: {hw[0]} (default)"
+                         + (f"; also {', '.join(hw[1:])}" if hw[1:] else ""))
     ui.result("\n".join(lines), presets=rows)
 
 

@@ -1,8 +1,10 @@
 """`imagepipe validate RECIPE...` and `imagepipe schema`.
 
 Why a separate validate command: CI (and an editor's save hook) can check every recipe in
-well under a second, without a store, a download or an appliance, and see every problem of
-every recipe at once (exit 2), each as FILE:LINE:COL: PATH: message (hint).
+about a second, without a build or an appliance, and see every problem of every recipe at
+once (exit 2), each as FILE:LINE:COL: PATH: message (hint). The one network read is the
+kernel check (imagepipe.kernelcheck: ~60 KB of the kernel package, cached in the store; an
+unreachable mirror is a warning; --no-kernel-check skips it).
 """
 
 from __future__ import annotations
@@ -34,12 +36,17 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
               help="Set a ${NAME} variable (also overrides ${date} / ${version}).")
 @click.option("--json", "json_mode", is_flag=True, help="One JSON event per line on stdout.")
-def validate(recipes: tuple[Path, ...], variables: tuple[str, ...], json_mode: bool) -> None:
+@click.option("--no-kernel-check", is_flag=True,
+              help="Do not read the kernel's config from the mirror to check that it drives "
+              "each output's virtual hardware (offline; default: check, warn if unreachable).")
+def validate(recipes: tuple[Path, ...], variables: tuple[str, ...], json_mode: bool,
+             no_kernel_check: bool) -> None:
     """Check recipes (and the cloud-config they reference) without building anything.
 
     Prints `OK RECIPE` for each good one; lists every problem of every recipe and exits 2
     otherwise.
     """
+    from imagepipe.kernelcheck import check_or_warn
     from imagepipe.recipe.load import load_recipe, recipe_digest
 
     if json_mode:
@@ -52,6 +59,13 @@ def validate(recipes: tuple[Path, ...], variables: tuple[str, ...], json_mode: b
         except RecipeError as exc:
             problems += exc.problems
             for p in exc.problems:
+                ui.emit("problem", recipe=str(path), file=p.file, line=p.line, col=p.col,
+                        path=p.path, message=p.message, hint=p.hint)
+            continue
+        kernel_problems = [] if no_kernel_check else check_or_warn(recipe)
+        if kernel_problems:
+            problems += kernel_problems
+            for p in kernel_problems:
                 ui.emit("problem", recipe=str(path), file=p.file, line=p.line, col=p.col,
                         path=p.path, message=p.message, hint=p.hint)
             continue

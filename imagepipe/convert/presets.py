@@ -32,28 +32,35 @@ class Preset:
     # The platform boots this disk only with UEFI firmware (Hyper-V generation 2): a disk with
     # no EFI system partition cannot boot there.
     needs_uefi: bool = False
+    # The platform's virtual hardware, "DISK+NIC" (imagepipe.convert.hardware): first what a
+    # new VM gets by default, then alternatives the platform offers as a VM setting.
+    hardware: tuple[str, ...] = ()
 
+
+_VIRTIO = ("virtio-blk+virtio-net", "virtio-scsi+virtio-net")
+_VMWARE = ("lsilogic+e1000", "pvscsi+vmxnet3", "lsilogic+vmxnet3", "pvscsi+e1000")
 
 PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
     Preset("kvm", "qcow2", "QEMU/KVM, libvirt, OpenStack", {"compat": "1.1"},
-           rules=(rules.qcow2_v3,)),
+           rules=(rules.qcow2_v3,), hardware=_VIRTIO),
     Preset("ovirt", "qcow2", "oVirt / RHV disk upload", {"compat": "1.1"},
-           rules=(rules.qcow2_v3,)),
+           rules=(rules.qcow2_v3,), hardware=("virtio-scsi+virtio-net", "virtio-blk+virtio-net")),
     Preset("compressed", "qcow2", "smallest qcow2 for distribution (zstd)",
            {"compat": "1.1", "compression_type": "zstd"}, compress=True,
-           rules=(rules.qcow2_v3, rules.qcow2_zstd)),
+           rules=(rules.qcow2_v3, rules.qcow2_zstd), hardware=_VIRTIO),
     Preset("vsphere", "vmdk", "VMware ESXi / vSphere import (OVA disk); do not boot it directly",
            {"subformat": "streamOptimized", "adapter_type": "lsilogic", "hwversion": "6"},
-           rules=(rules.vmdk_create_type("streamOptimized", "lsilogic"),)),
+           rules=(rules.vmdk_create_type("streamOptimized", "lsilogic"),), hardware=_VMWARE),
     Preset("workstation", "vmdk", "VMware Workstation / Fusion / Player",
            {"subformat": "monolithicSparse"},
-           rules=(rules.vmdk_create_type("monolithicSparse"),)),
+           rules=(rules.vmdk_create_type("monolithicSparse"),), hardware=_VMWARE),
     Preset("azure", "vhd", "Microsoft Azure page blob: fixed VHD, size a whole MiB",
            {"subformat": "fixed", "force_size": "on"}, rules=(rules.vhd_azure,),
-           size_multiple=MiB),
+           size_multiple=MiB, hardware=("storvsc+netvsc",)),
     Preset("hyperv", "vhdx", "Microsoft Hyper-V (generation 2)", {"subformat": "dynamic"},
-           rules=(rules.vhdx_dynamic,), needs_uefi=True),
-    Preset("virtualbox", "vdi", "Oracle VirtualBox", {}, rules=(rules.vdi_valid,)),
+           rules=(rules.vhdx_dynamic,), needs_uefi=True, hardware=("storvsc+netvsc",)),
+    Preset("virtualbox", "vdi", "Oracle VirtualBox", {}, rules=(rules.vdi_valid,),
+           hardware=("ahci+e1000", "virtio-scsi+virtio-net", "ahci+virtio-net")),
 )})
 
 
@@ -153,6 +160,6 @@ def plan_output(dst: Path, *, fmt: str | None = None, preset: str | None = None,
 def describe_presets() -> list[dict[str, object]]:
     """Rows for `--list-presets` (and docs): name, format, options, summary."""
     return [{"name": p.name, "format": p.format, "options": dict(p.options),
-             "compress": p.compress, "summary": p.summary,
+             "compress": p.compress, "summary": p.summary, "hardware": list(p.hardware),
              "checks": [r.__doc__.strip().splitlines()[0] if r.__doc__ else r.__name__
                         for r in p.rules]} for p in PRESETS.values()]

@@ -74,6 +74,9 @@ def make_plan(recipe: Recipe) -> list[list[Node]]:
     if recipe.test.boot is not None:
         level += _boot_tests(recipe, image)
     levels.append(level)
+    per_output = _per_output_boots(recipe, converts)
+    if per_output:
+        levels.append(per_output)  # before publish: a failed one stops the build
     outputs = {f"output.{i}": n.id for i, n in enumerate(converts)}
     for target in ("ovirt", "local"):
         if getattr(recipe.publish, target) is not None:
@@ -124,6 +127,29 @@ def _converts(recipe: Recipe, image: str) -> list[Node]:
         nodes.append(node)
     if not nodes:
         raise InputError(f"{recipe.path}: outputs: is empty", "list at least one output format")
+    return nodes
+
+
+def _per_output_boots(recipe: Recipe, converts: list[Node]) -> list[Node]:
+    """`test.boot.per_output`: one boot test per disk output, on its platform's hardware."""
+    import dataclasses
+
+    from imagepipe import formats
+    from imagepipe.convert.hardware import boot_profile
+    from imagepipe.stages.boottest import BootTestStage
+
+    if recipe.test.boot is None or not recipe.test.boot.per_output:
+        return []
+    base = BootTestStage.options_from_recipe(recipe)
+    nodes = []
+    for out, conv in zip(recipe.outputs, converts, strict=True):
+        if base is None or formats.is_container(out.format):
+            continue
+        opts = dataclasses.replace(base, hardware=boot_profile(out.preset, out.hardware))
+        node = _node("test.boot", recipe, f"test.boot.{conv.id.removeprefix('convert.')}",
+                     {"image": conv.id}, opts)
+        if node is not None:
+            nodes.append(node)
     return nodes
 
 

@@ -50,6 +50,7 @@ class BootstrapSource:
     mirror: str | None = None  # None: the host's apt mirror
     packages: tuple[str, ...] = ()
     variant: str = "minbase"
+    kernel: str | None = None  # flavour: debian generic|cloud, ubuntu virtual|generic
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class Output:
     compress: bool = False
     name: str | None = None  # file name stem; default: recipe name
     verify: bool = True  # check + compare the written output against the built image
+    hardware: str | None = None  # "DISK+NIC" the VM gets (default: the preset's platform's)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class BootTest:
     memory: int = 1024**3
     cpus: int = 2
     firmware: tuple[str, ...] | None = None  # bios|uefi|secureboot; None: from the image
+    per_output: bool = False  # also boot each output on its platform's (emulated) hardware
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ SOURCES = ("image", "iso", "bootstrap")
 def apply(c: Checker, d: dict[str, Any], recipe_path: Path) -> None:
     _name(c, d, recipe_path)
     _source(c, d)
+    _kernel(c, d)
     _outputs(c, d)
     _customize(c, d)
     _seal(c, d)
@@ -67,6 +68,33 @@ def _source(c: Checker, d: dict[str, Any]) -> None:
                  "an installer reads one of them; remove the other")
 
 
+def _kernel(c: Checker, d: dict[str, Any]) -> None:
+    """One kernel per image: `kernel:` and the packages' linux-image-* must not add up to two."""
+    from imagepipe import bootstrap
+    from imagepipe.recipe.model import BootstrapSource
+
+    src = (d.get("source") or {}).get("bootstrap")
+    if not isinstance(src, dict):
+        return
+    distro = src.get("distro", "debian")
+    flavours = bootstrap.KERNELS.get(distro, {})
+    kernel = src.get("kernel")
+    if kernel and flavours and kernel not in flavours:
+        c.report(("source", "bootstrap", "kernel"), f"{kernel!r} is not a {distro} kernel "
+                 "flavour", "use one of: " + ", ".join(flavours))
+        return
+    packages = [p for p in src.get("packages") or () if isinstance(p, str)]
+    why = bootstrap.kernel_conflict(BootstrapSource(distro=distro, kernel=kernel,
+                                                    packages=tuple(packages)))
+    if why is None:
+        return
+    kernels = [i for i, p in enumerate(packages) if bootstrap.is_kernel_package(p)]
+    at: tuple[str | int, ...] = ("source", "bootstrap", "packages", kernels[-1] if kernels else 0)
+    c.report(at, f"{why}: the image would carry two kernels",
+             "keep one linux-image-* in packages, or drop it and choose with "
+             "source.bootstrap.kernel: " + "|".join(flavours))
+
+
 def _outputs(c: Checker, d: dict[str, Any]) -> None:
     from imagepipe import formats
     from imagepipe.recipe.schema import _presets
@@ -102,6 +130,7 @@ def _outputs(c: Checker, d: dict[str, Any]) -> None:
                 c.report((*path, "options", key), f"option {key!r} is not allowed for {fmt}",
                          did_you_mean(key, sorted(allowed)) if allowed else
                          f"{fmt} takes no options", at_key=True)
+        _hardware(c, path, preset, out.get("hardware"))
         if out.get("compress") and not can_compress:
             c.report((*path, "compress"), f"{fmt} cannot be compressed",
                      "use qcow2 or vmdk, or the `compressed` preset")
@@ -110,6 +139,17 @@ def _outputs(c: Checker, d: dict[str, Any]) -> None:
             c.report(path, f"writes the same file as outputs[{seen[stem]}]",
                      "give one of them its own `name:`")
         seen[stem] = i
+
+
+def _hardware(c: Checker, path: tuple[str | int, ...], preset: str | None,
+              hardware: str | None) -> None:
+    """`hardware:` must be a choice the output's platform offers."""
+    from imagepipe.convert.hardware import preset_hardware
+
+    offered = preset_hardware(preset)
+    if hardware and preset and hardware not in offered:
+        c.report((*path, "hardware"), f"{preset!r} platforms do not offer {hardware}",
+                 "choose one of: " + ", ".join(offered) if offered else "drop hardware:")
 
 
 def _preset_format(preset: str) -> str | None:

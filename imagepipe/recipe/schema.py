@@ -68,6 +68,14 @@ def _presets() -> tuple[str, ...]:
     return tuple(PRESETS)
 
 
+def _hardware() -> tuple[str, ...]:
+    try:
+        from imagepipe.convert.hardware import profiles
+    except ImportError:
+        return ()
+    return profiles()
+
+
 MMDEBSTRAP_VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase",
                        "buildd", "important", "debootstrap", "standard")
 
@@ -122,6 +130,11 @@ META: dict[str, dict[str, Any]] = {
     "BootstrapSource.packages": {"doc": "Packages installed into the root filesystem.",
                                  "example": ["linux-image-amd64", "openssh-server"]},
     "BootstrapSource.variant": {"doc": "mmdebstrap variant.", "choices": MMDEBSTRAP_VARIANTS},
+    "BootstrapSource.kernel": {"doc": "Kernel flavour, replacing the default kernel (Debian: "
+                               "generic = linux-image-amd64, cloud = linux-image-cloud-amd64; "
+                               "Ubuntu: virtual, generic). Default: the linux-image-* in "
+                               "packages, else generic (Ubuntu: virtual).",
+                               "choices": ("generic", "cloud", "virtual"), "example": "cloud"},
     "Source.image": {"doc": "A cloud image to start from."},
     "Source.iso": {"doc": "An installer ISO run unattended."},
     "Source.bootstrap": {"doc": "Build the root filesystem from packages (mmdebstrap)."},
@@ -170,6 +183,11 @@ META: dict[str, dict[str, Any]] = {
     "Output.name": {"doc": "File name stem (default: the recipe name).",
                     "pattern": NAME_PATTERN},
     "Output.verify": {"doc": "Check and compare the written output against the built image."},
+    "Output.hardware": {"doc": "Virtual disk controller + NIC of the VM this output is for, "
+                        "when not the platform's default (the preset's first): the kernel must "
+                        "drive them (checked by `imagepipe validate`; `imagepipe convert "
+                        "--list-presets` shows each preset's choices).", "choices": "hardware",
+                        "example": "virtio-scsi+virtio-net"},
     "HttpCheck.port": {"doc": "Guest TCP port.", "min": 1, "max": 65535},
     "HttpCheck.path": {"doc": "URL path.", "pattern": r"^/"},
     "HttpCheck.status": {"doc": "Expected HTTP status.", "min": 100, "max": 599},
@@ -184,6 +202,10 @@ META: dict[str, dict[str, Any]] = {
                           "one boot, uefi for a disk.firmware: uefi disk, else bios.",
                           "item_choices": ("bios", "uefi", "secureboot"), "scalar_ok": True,
                           "example": ["bios", "secureboot"]},
+    "BootTest.per_output": {"doc": "Also boot every output on its platform's virtual hardware "
+                            "as far as qemu emulates it (VirtualBox AHCI + e1000, vSphere PVSCSI "
+                            "+ VMXNET3, virtio); Hyper-V/Azure outputs: their initramfs must "
+                            "hold hv_vmbus, hv_storvsc, hv_netvsc."},
     "Test.boot": {"doc": "Boot the image with its seed and check it."},
     "LocalPublish.dir": {"doc": "Template store directory (relative paths: to the recipe; "
                          "default: ./templates of the current directory)."},
@@ -233,6 +255,8 @@ def _node_for(tp: Any, meta: dict[str, Any]) -> Node:
         choices = _formats()
     elif choices == "presets":
         choices = _presets()
+    elif choices == "hardware":
+        choices = _hardware()
     common = {"minimum": meta.get("min"), "maximum": meta.get("max"),
               "pattern": meta.get("pattern"), "nonempty": meta.get("nonempty", False),
               "min_items": meta.get("min_items")}

@@ -53,6 +53,7 @@ class BootstrapStage(Stage):
                                   "distro": opts.source.distro,
                                   "packages": bootstrap.package_list(opts.source,
                                                                      opts.firmware),
+                                  "kernel": bootstrap.kernel_package(opts.source),
                                   "rootfs_tarball": str(tar.path),
                                   "rootfs_cached": tar.metadata.get("cached", False)})
 

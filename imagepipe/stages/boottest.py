@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe.boottest import BootTestFailed, boot_test
+from imagepipe.initramfs_check import DRIVERS, check_drivers
 from imagepipe.recipe.model import HttpCheck, Recipe
 from imagepipe.stages.base import Artifact, Stage, StageContext
 
@@ -27,6 +28,7 @@ class BootTestOptions:
     memory: int = 1024**3
     cpus: int = 2
     firmware: str = "bios"
+    hardware: str | None = None  # per-output test: the platform's disk controller + NIC
 
 
 def firmwares(recipe: Recipe) -> tuple[str, ...]:
@@ -71,10 +73,18 @@ class BootTestStage(Stage):
         image = inputs["image"]
         assert image.path is not None
         o: BootTestOptions = self.options
+        if o.hardware in DRIVERS:  # Hyper-V / Azure: no qemu emulation, check the initramfs
+            report = check_drivers(image.path, o.hardware, fmt=image.format, accel=ctx.accel)
+            ctx.log.info("initramfs drivers: %s", report)
+            if not report["passed"]:
+                raise BootTestFailed({"checks": [
+                    {"name": n, "passed": w != "missing"} for n, w in report["drivers"].items()],
+                    "console_log": report["initrd"]})
+            return Artifact(path=None, kind="record", metadata=report)
         report = boot_test(image.path, user_data=o.user_data, checks=o.checks, timeout=o.timeout,
                            log_dir=ctx.build_dir / "logs" / "boot-test", memory=o.memory,
                            cpus=o.cpus, accel=ctx.accel, disk_fmt=image.format,
-                           firmware=o.firmware)
+                           firmware=o.firmware, hardware=o.hardware)
         ctx.log.info("boot test: %s", report)
         if not report["passed"]:
             raise BootTestFailed(report)

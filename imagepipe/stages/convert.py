@@ -27,7 +27,7 @@ class ConvertOptions:
 
 class ConvertStage(Stage):
     name = "convert"
-    version = 1
+    version = 2  # 2: the record names its preset
     Options = ConvertOptions
     inputs = ("image",)
     tools = ("qemu-img",)
@@ -73,6 +73,7 @@ class ConvertStage(Stage):
                                ova_params=dict(o.ova_params) or None)
         meta = report.to_dict()
         meta.pop("path", None)
+        meta["preset"] = o.preset  # the manifest's outputs[] say which platform each is for
         ctx.log.info("converted: %s", meta)
         driver = None if formats.is_container(o.format) else formats.get(o.format).driver
         return Artifact(path=dst, kind="image" if driver else "file", format=driver,

@@ -25,7 +25,8 @@ class GuestOptions:
 
 class GuestStage(Stage):
     name = "guest"
-    version = 2  # 2: the record carries the package inventory read from the sealed image
+    version = 3  # 2: package inventory read from the sealed image; 3: apt lists removed,
+    # free blocks trimmed, largest directories recorded
     Options = GuestOptions
     inputs = ("image",)
     tools = ("qemu-img",)

@@ -90,6 +90,8 @@ class GuestSession:
             opts: dict[str, Any] = {"readonly": self.readonly}
             if self.fmt:
                 opts["format"] = self.fmt
+            if not self.readonly:  # lets fstrim punch the freed blocks out of a qcow2/raw file
+                opts["discard"] = "besteffort"
             self.g.add_drive_opts(str(self.image), **opts)
             self.g.set_network(self.network)
             self.g.launch()

@@ -73,15 +73,17 @@ def vm_argv(*, disk: Path, disk_fmt: str, accel_args: Sequence[str], memory_mib:
             console_log: Path, qmp_socket: Path, pidfile: Path,
             forwards: dict[int, int] | None = None, drives: Sequence[Drive] = (),
             boot: str | None = None, no_reboot: bool = False,
-            extra: Sequence[str] = ()) -> list[str]:
-    """The qemu argv (pure, tested without running qemu). `forwards`: guest port -> host port."""
-    nic = "user,model=virtio-net-pci"
+            extra: Sequence[str] = (), hardware: str | None = None) -> list[str]:
+    """The qemu argv (pure, tested without running qemu). `forwards`: guest port -> host port.
+    `hardware`: a platform's disk controller + NIC (imagepipe.tools.qemu_hardware)."""
+    from imagepipe.tools import qemu_hardware
+
+    disks, model = qemu_hardware.args(hardware or "virtio", disk, disk_fmt, drives)
+    nic = f"user,model={model}"
     for guest, host in sorted((forwards or {}).items()):
         nic += f",hostfwd=tcp:127.0.0.1:{host}-:{guest}"
     argv = [QEMU, "-machine", "q35", *accel_args, "-smp", str(cpus), "-m", str(memory_mib),
-            "-drive", f"file={_esc(disk)},format={disk_fmt},if=virtio"]
-    for d in drives:
-        argv += d.args()
+            *disks]
     argv += ["-nic", nic, "-display", "none", "-vga", "none",
              "-serial", f"file:{console_log}", "-monitor", "none",
              "-qmp", f"unix:{qmp_socket},server=on,wait=off",
@@ -111,7 +113,8 @@ class VM:
                  overlay: bool = True, drives: Sequence[Drive] = (), memory: int = 1024**3,
                  cpus: int = 2, forward_ports: Iterable[int] = (), accel: str | None = None,
                  boot: str | None = None, no_reboot: bool = False,
-                 console_log: Path | None = None, extra_args: Sequence[str] = ()) -> None:
+                 console_log: Path | None = None, extra_args: Sequence[str] = (),
+                 hardware: str | None = None) -> None:
         self.disk = Path(disk)
         self.workdir = Path(workdir)
         self.disk_fmt = disk_fmt
@@ -124,6 +127,7 @@ class VM:
         self.boot = boot
         self.no_reboot = no_reboot
         self.extra_args = list(extra_args)
+        self.hardware = hardware
         self.console_log = Path(console_log) if console_log else self.workdir / "console.log"
         self.ports: dict[int, int] = {}
         self.pid: int | None = None
@@ -170,7 +174,8 @@ class VM:
                        memory_mib=self.memory // 1024**2, cpus=self.cpus,
                        console_log=self.console_log, qmp_socket=self.qmp_socket, pidfile=pidfile,
                        forwards=self.ports, drives=self.drives, boot=self.boot,
-                       no_reboot=self.no_reboot, extra=self.extra_args)
+                       no_reboot=self.no_reboot, extra=self.extra_args,
+                       hardware=self.hardware)
         # Registered before the start: if we are interrupted while qemu daemonizes, the pidfile
         # it wrote still lets us kill it.
         self._stack.callback(self._kill_from_pidfile, pidfile)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # guest path -> content. Every seal operation finds something to remove here.
 SEALABLE: dict[str, str] = {
+    "usr/lib/python3/dist-packages/cloudinit/__pycache__/util.cpython-311.pyc": "pyc",
     "root/.bash_history": "echo secret\n",
     "home/alice/.bash_history": "ls\n",
     "var/crash/core.1": "core",
@@ -57,6 +58,7 @@ SEALABLE: dict[str, str] = {
 
 # Files no operation may touch.
 SURVIVORS: dict[str, str] = {
+    "usr/lib/python3/dist-packages/cloudinit/util.py": "import os\n",
     "etc/ssh/sshd_config": "PermitRootLogin no\n",
     "etc/hosts": "127.0.0.1 localhost\n",
     "etc/foo.conf": "keep\n",

@@ -55,6 +55,7 @@ GONE = {
     "firewall-rules": ["/etc/firewalld/zones/public.xml"],
     "ca-certificates": ["/usr/local/share/ca-certificates/site.crt"],
     "user-account": ["/home/alice"],
+    "python-bytecode": ["/usr/lib/python3/dist-packages/cloudinit/__pycache__"],
 }
 # operations checked by content instead of absence (below)
 EDITS = {"machine-id", "net-hwaddr", "net-hostname", "lvm-uuids"}
