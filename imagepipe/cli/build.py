@@ -10,6 +10,7 @@ import click
 
 from imagepipe import ui
 from imagepipe.cli.store_option import store_option
+from imagepipe.cli.variables import as_args, collect, var_options
 
 
 @click.command()
@@ -28,24 +29,35 @@ from imagepipe.cli.store_option import store_option
               help="Fail at once if another build of the recipe is running.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Parallel converts (or recipes with --all); default: the core count.")
+@click.option("--offline", is_flag=True,
+              help="Do not ask package mirrors: reuse the last resolved package set.")
+@var_options
 def build(target: Path | None, build_all: bool, store: Path | None, explain: bool,
           dry_run: bool, from_stage: str | None, force: tuple[str, ...],
-          keep_on_failure: bool, no_wait: bool, jobs: int | None) -> None:
-    """Build the images a recipe describes (cached stages are not rerun)."""
+          keep_on_failure: bool, no_wait: bool, jobs: int | None, offline: bool,
+          variables: tuple[str, ...], var_files: tuple[Path, ...]) -> None:
+    """Build the images a recipe describes (cached stages are not rerun).
+
+    Bootstrapped bases resolve their package set first (one index check per repository):
+    an unchanged set rebuilds nothing, a changed version rebuilds and publishes a new version
+    (`--explain` names the packages).
+    """
     from imagepipe.errors import InputError
 
+    values = collect(variables, var_files)  # bad --var / --var-file: exit 2 before anything
     if build_all:
-        _build_all(target or Path("recipes"), store, jobs, explain, dry_run, no_wait)
+        extra = as_args(variables, var_files) + (["--offline"] if offline else [])
+        _build_all(target or Path("recipes"), store, jobs, explain, dry_run, no_wait, extra)
         return
     if target is None:
         raise InputError("give a RECIPE file, or --all [DIR]")
     from imagepipe.pipeline import BuildOptions, load
     from imagepipe.pipeline import build as run_build
 
-    recipe, digest = load(target)
+    recipe, digest = load(target, values)
     opts = BuildOptions(store=store, explain=explain, dry_run=dry_run, from_stage=from_stage,
                         force=force, keep_on_failure=keep_on_failure, wait=not no_wait,
-                        jobs=jobs or 0)
+                        jobs=jobs or 0, offline=offline)
     report = run_build(recipe, opts, digest)
     if dry_run:
         return
@@ -85,9 +97,11 @@ def _summary(report: Any) -> str:
 
 
 def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,
-               dry_run: bool, no_wait: bool) -> None:
+               dry_run: bool, no_wait: bool, extra: list[str]) -> None:
+    import secrets
     import time
 
+    from imagepipe.apt_resolve import BATCH_ENV
     from imagepipe.errors import ImagepipeError, InputError
     from imagepipe.pipeline.batch import discover, run_all, summary
     from imagepipe.store import Store
@@ -101,6 +115,9 @@ def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,
     args = ["--store", str(st.root)]
     args += ["--explain"] if explain else []
     args += ["--no-wait"] if no_wait else []
+    args += extra
+    # Each repository's indices are checked once per batch, not once per recipe.
+    os.environ.setdefault(BATCH_ENV, f"{time.time():.0f}-{secrets.token_hex(4)}")
     n = jobs or max(2, (os.cpu_count() or 2) // 2)
     log_dir = None if dry_run else (st.root / "builds" / "_all" /
                                     time.strftime("%Y%m%d-%H%M%S", time.gmtime()))

@@ -1,14 +1,15 @@
 """Stage `base.bootstrap`: a bootable disk from packages (see imagepipe.bootstrap for the why).
 
 The rootfs tarball is cached in the store as its own entry, keyed by what it depends on (distro,
-suite, mirror, package list, mmdebstrap version), so a recipe change that only touches the disk
+suite, variant, the resolved package set with exact versions, the image's apt sources, the
+mmdebstrap version), so a recipe change that only touches the disk
 (disk.size) rebuilds the disk from the cached tarball in ~1 minute instead of re-bootstrapping.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imagepipe import bootstrap
 from imagepipe.recipe.model import BootstrapSource, Recipe
@@ -20,11 +21,16 @@ class BootstrapOptions:
     source: BootstrapSource
     mirror: str  # resolved at plan time: the host's mirror enters the stage id
     size: int | None = None
+    # The resolved package set (name -> "version arch", imagepipe.freshness): it keys the
+    # stage, so a changed version anywhere reruns it and --explain names the package.
+    resolved: Mapping[str, str] = field(default_factory=dict)
+    sources: str = ""  # the image's apt sources (deb822)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
 class BootstrapStage(Stage):
     name = "base.bootstrap"
-    version = 1
+    version = 2
     Options = BootstrapOptions
     inputs = ()
     tools = ("mmdebstrap",)
@@ -34,12 +40,21 @@ class BootstrapStage(Stage):
         src = recipe.source.bootstrap
         if src is None:
             return None
-        return BootstrapOptions(source=src, mirror=bootstrap.resolve_mirror(src),
-                                size=recipe.disk.size)
+        from imagepipe import apt_sources, freshness
+
+        mirror = bootstrap.resolve_mirror(src)
+        resolved = freshness.resolve_bootstrap(src)
+        repos = apt_sources.all_repos(src, mirror)
+        sources = "".join(f"# {dest}\n{text}" for dest, text in
+                          sorted(apt_sources.image_files(src, mirror).items())
+                          if isinstance(text, str))
+        return BootstrapOptions(source=src, mirror=mirror, size=recipe.disk.size,
+                                resolved=resolved.as_map(), sources=sources,
+                                warnings=tuple(apt_sources.trust_warnings(repos)))
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         opts: BootstrapOptions = self.options
-        tar = rootfs_tarball(ctx, opts.source, opts.mirror)
+        tar = rootfs_tarball(ctx, opts.source, opts.mirror, opts.resolved, opts.sources)
         assert tar.path is not None
         out = ctx.workdir / "disk.raw"
         record = bootstrap.build_bootstrap_disk(tar.path, out, size=opts.size,
@@ -49,14 +64,24 @@ class BootstrapStage(Stage):
                         metadata={**record, "mirror": opts.mirror, "suite": opts.source.suite,
                                   "distro": opts.source.distro,
                                   "packages": bootstrap.package_list(opts.source),
+                                  "resolved_packages": len(opts.resolved),
+                                  "repositories": _repositories(opts),
+                                  "warnings": list(opts.warnings),
                                   "rootfs_tarball": str(tar.path),
                                   "rootfs_cached": tar.metadata.get("cached", False)})
 
 
-def rootfs_tarball(ctx: StageContext, src: BootstrapSource, mirror: str) -> Artifact:
+def _repositories(opts: BootstrapOptions) -> list[str]:
+    from imagepipe import apt_sources
+
+    return [r.id for r in apt_sources.all_repos(opts.source, opts.mirror)]
+
+
+def rootfs_tarball(ctx: StageContext, src: BootstrapSource, mirror: str,
+                   resolved: Mapping[str, str] | None = None, sources: str = "") -> Artifact:
     """The mmdebstrap tarball from the store, or built and committed to it."""
     key = hash_json({"entry": "base.bootstrap.rootfs",
-                     "tarball": bootstrap.tarball_key(src, mirror),
+                     "tarball": bootstrap.tarball_key(src, mirror, resolved or None, sources),
                      "mmdebstrap": tool_version("mmdebstrap")})
     cached = ctx.store.get_stage(key)
     if cached is not None:
@@ -65,7 +90,8 @@ def rootfs_tarball(ctx: StageContext, src: BootstrapSource, mirror: str) -> Arti
                         metadata={**cached.metadata, "cached": True})
     work = ctx.store.workdir("bootstrap-rootfs")
     ctx.exit_stack.callback(work.release)  # a no-op after the commit renamed it away
-    tar = bootstrap.bootstrap_tarball(src, work.path / "rootfs.tar", mirror=mirror)
+    tar = bootstrap.bootstrap_tarball(src, work.path / "rootfs.tar", mirror=mirror,
+                                      pinned=resolved or None)
     return ctx.store.commit_stage(key, work, Artifact(
         path=tar, kind="file", metadata={"suite": src.suite, "mirror": mirror}),
         label=f"base.bootstrap rootfs {src.distro} {src.suite}")
