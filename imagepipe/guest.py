@@ -64,7 +64,8 @@ def run_guest_work(
     with ExitStack() as stack:
         if session is None:
             session = stack.enter_context(
-                GuestSession(image, fmt=fmt, network=bool(recipe.customize.packages))
+                GuestSession(image, fmt=fmt, network=bool(recipe.customize.packages
+                                                         or recipe.customize.update))
             )
         assert session.info is not None
         record: dict[str, Any] = {"guest": session.info.to_dict()}
