@@ -21,8 +21,8 @@ from imagepipe import apt_sources, bootstrap
 from imagepipe.apt_resolve import AptState
 from imagepipe.recipe.load import load_recipe
 from tests.conftest import run_cli
-from tests.integration.aptrepo import SUITE, SignedRepo
 from tests.e2e.imageread import dpkg_status, read_files
+from tests.integration.aptrepo import SUITE, SignedRepo
 from tests.integration.pipeline_helpers import HttpServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.guestfs]
