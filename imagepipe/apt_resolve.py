@@ -97,12 +97,14 @@ class AptState:
         for d in (self.lists / "partial", self.keys, self.meta, self.sets, root / "empty",
                   root / "cache" / "archives" / "partial"):
             d.mkdir(parents=True, exist_ok=True)
-        (root / "status").touch()
+        if not (root / "status").exists():  # never touched again: its mtime is in pkgcache
+            (root / "status").touch()
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, shared: bool = False) -> Iterator[None]:
+        """Exclusive while indices are rewritten, shared while apt reads them."""
         with open(self.root / "imagepipe.lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -182,14 +184,18 @@ class AptState:
         """The full package set `apt-get install` would install into an empty system."""
         from imagepipe.tools.run import run
 
-        src = self.root / f"sources-resolve-{os.getpid()}.list"
-        src.write_text("".join(self.host_repo(r).line() + "\n" for r in repos))
-        try:
-            argv = ["apt-get", *self.apt_options(src), "--simulate", "--quiet", "install",
-                    *VARIANT_PATTERNS.get(variant, ()), *packages]
+        text = "".join(self.host_repo(r).line() + "\n" for r in repos)
+        # One file per repository set, rewritten only when it changes: apt keeps its parsed
+        # cache (pkgcache.bin) valid only while the sources and status files are untouched.
+        src = self.root / f"sources-set-{hashlib.sha256(text.encode()).hexdigest()[:16]}.list"
+        if not src.is_file() or src.read_text() != text:
+            tmp = src.with_name(f".{src.name}.{os.getpid()}")
+            tmp.write_text(text)
+            os.replace(tmp, src)
+        argv = ["apt-get", *self.apt_options(src), "--simulate", "--quiet", "install",
+                *VARIANT_PATTERNS.get(variant, ()), *packages]
+        with self.lock(shared=True):
             res = run(argv, timeout=300, check=False)
-        finally:
-            src.unlink(missing_ok=True)
         if res.returncode != 0:
             from imagepipe.bootstrap import _MISSING
 

@@ -23,7 +23,7 @@ class BootstrapOptions:
     size: int | None = None
     # The resolved package set (name -> "version arch", imagepipe.freshness): it keys the
     # stage, so a changed version anywhere reruns it and --explain names the package.
-    resolved: Mapping[str, str] = field(default_factory=dict)
+    resolved: Mapping[str, str] = field(default_factory=dict, hash=False)
     sources: str = ""  # the image's apt sources (deb822)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 

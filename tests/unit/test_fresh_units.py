@@ -155,3 +155,16 @@ def test_var_files(tmp_path: Path) -> None:
         read_var_file(bad)
     with pytest.raises(InputError, match="cannot read --var-file"):
         read_var_file(tmp_path / "missing")
+
+
+def test_explain_names_the_changed_packages() -> None:
+    from imagepipe.pipeline import explain
+
+    old = {"options": {"resolved": {"canary": "1.0 all", "passwd": "1:4.13 amd64",
+                                    "gone": "1 all"}}}
+    new = {"options": {"resolved": {"canary": "1.1 all", "passwd": "1:4.14 amd64",
+                                    "fresh": "2 all"}}}
+    why = explain.reason({"material": explain.scrub(old)}, new)
+    assert "options.resolved.canary changed: 1.0 all -> 1.1 all" in why
+    assert "options.resolved.passwd changed: 1:4.13 amd64 -> 1:4.14 amd64" in why
+    assert "options.resolved.gone removed" in why and "options.resolved.fresh added" in why
