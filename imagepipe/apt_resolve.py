@@ -31,7 +31,8 @@ from typing import Any
 
 from imagepipe import ui
 from imagepipe.apt_sources import Repo
-from imagepipe.errors import ImagepipeError, InputError
+from imagepipe.bootstrap import MirrorError
+from imagepipe.errors import InputError
 
 BATCH_ENV = "IMAGEPIPE_RESOLVE_BATCH"
 # mmdebstrap's variants as apt patterns (see mmdebstrap(1), --variant)
@@ -50,7 +51,7 @@ VARIANT_PATTERNS: dict[str, tuple[str, ...]] = {
 _INST = re.compile(r"^Inst (\S+) \((\S+) (.*?) \[([^\]]+)\]\)", re.M)
 
 
-class ResolveError(ImagepipeError):
+class ResolveError(MirrorError):
     """The package set cannot be resolved (indices unreachable, apt failed)."""
 
 

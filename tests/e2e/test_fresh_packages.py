@@ -129,6 +129,7 @@ def test_new_package_version_rebuilds_and_publishes(tmp_path: Path, shared_store
         assert third["results"][0]["rerun"] == 1  # only publish.local, which found no change
     finally:
         server.stop()
+        repo.close()
     old, new = read_files([templates / v1 / "canary.qcow2", templates / v2 / "canary.qcow2"],
                           ["/var/lib/dpkg/status", "/usr/share/canary/version",
                            "/etc/apt/sources.list.d/extra.sources"])

@@ -33,6 +33,11 @@ class SignedRepo:
               "--quick-gen-key", "imagepipe test repository <repo@example.invalid>",
               "ed25519", "sign", "never"], self.env)
 
+    def close(self) -> None:
+        """Stop the gpg-agent that signing started (no daemon outlives the test)."""
+        subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, **self.env},
+                       check=False, capture_output=True, timeout=30)
+
     def export_key(self, dest: Path) -> Path:
         dest.write_bytes(_run(["gpg", "--armor", "--export"], self.env).stdout)
         return dest

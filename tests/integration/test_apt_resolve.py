@@ -32,6 +32,7 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SignedRep
         yield repo, server, key
     finally:
         server.stop()
+        repo.close()
 
 
 def _requests(server: HttpServer, name: str) -> int:
