@@ -130,6 +130,12 @@ def test_new_package_version_rebuilds_and_publishes(tmp_path: Path, shared_store
     finally:
         server.stop()
         repo.close()
+    # The repository is gone now: --offline reuses the last resolved set and says so.
+    res = run_cli("build", str(recipes / "canary.yaml"), "--store", str(shared_store),
+                  "--offline", "--explain", cwd=recipes, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "offline: reusing the package set resolved at" in res.stderr
+    assert os.readlink(templates / "latest") == v2
     old, new = read_files([templates / v1 / "canary.qcow2", templates / v2 / "canary.qcow2"],
                           ["/var/lib/dpkg/status", "/usr/share/canary/version",
                            "/etc/apt/sources.list.d/extra.sources"])
