@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from imagepipe import bootstrap
+from imagepipe import bootstrap, ui
 from imagepipe.recipe.model import BootstrapSource, Recipe
 from imagepipe.stages.base import Artifact, Stage, StageContext, hash_json, tool_version
 
@@ -48,9 +48,11 @@ class BootstrapStage(Stage):
         sources = "".join(f"# {dest}\n{text}" for dest, text in
                           sorted(apt_sources.image_files(src, mirror).items())
                           if isinstance(text, str))
+        warnings = tuple(apt_sources.trust_warnings(repos))
+        for w in warnings:
+            ui.warn(w)
         return BootstrapOptions(source=src, mirror=mirror, size=recipe.disk.size,
-                                resolved=resolved.as_map(), sources=sources,
-                                warnings=tuple(apt_sources.trust_warnings(repos)))
+                                resolved=resolved.as_map(), sources=sources, warnings=warnings)
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         opts: BootstrapOptions = self.options
