@@ -83,13 +83,16 @@ publish:
     return recipe
 
 
-def _build_all(recipes: Path, store: Path) -> tuple[dict[str, Any], str]:
+def _build_all(recipes: Path, store: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The batch's result event and the canary build's manifest (per-stage reasons: what
+    `--explain` printed)."""
     res = run_cli("--json", "build", "--all", str(recipes), "--store", str(store), "--explain",
                   cwd=recipes, timeout=1500)
-    logs = sorted((store / "builds" / "_all").iterdir(), key=os.path.getmtime)
-    log = (logs[-1] / "canary.log").read_text()
-    assert res.returncode == 0, f"{res.stderr[-3000:]}\n{log[-3000:]}"
-    return _result(res.stdout), log
+    builds = sorted((d for d in (store / "builds" / "canary").iterdir() if d.is_dir()),
+                    key=os.path.getmtime)
+    assert res.returncode == 0, f"{res.stderr[-3000:]}\n{builds[-1]}"
+    manifest = json.loads((builds[-1] / "manifest.json").read_text())
+    return _result(res.stdout), {s["id"]: s for s in manifest["stages"]}
 
 
 def test_new_package_version_rebuilds_and_publishes(tmp_path: Path, shared_store: Path) -> None:
@@ -113,14 +116,16 @@ def test_new_package_version_rebuilds_and_publishes(tmp_path: Path, shared_store
         v1 = os.readlink(templates / "latest")
 
         repo.publish("canary", "1.1")
-        second, log = _build_all(recipes, shared_store)
+        second, stages = _build_all(recipes, shared_store)
         assert second["results"][0]["rerun"] >= 2  # base.bootstrap + convert (+ publish)
-        assert "canary changed: 1.0 all -> 1.1 all" in log  # --explain names the package
+        # --explain names the package (the same reason is in the manifest)
+        assert "options.resolved.canary changed: 1.0 all -> 1.1 all" \
+            in stages["base.bootstrap"]["reason"]
         v2 = os.readlink(templates / "latest")
         assert v2 != v1
 
-        third, log3 = _build_all(recipes, shared_store)
-        assert "base.bootstrap" in log3 and "cached" in log3
+        third, stages3 = _build_all(recipes, shared_store)
+        assert stages3["base.bootstrap"]["cached"] and stages3["convert.qcow2"]["cached"]
         assert os.readlink(templates / "latest") == v2
         assert sorted(p.name for p in templates.iterdir() if p.name != "latest") \
             == sorted([v1, v2])  # nothing new published
