@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,25 +194,37 @@ def resolve_mirror(src: BootstrapSource) -> str:
 
 
 def mmdebstrap_argv(src: BootstrapSource, mirror: str, out: Path,
-                    firmware: str = bootloader.DEFAULT_FIRMWARE) -> list[str]:
+                    firmware: str = bootloader.DEFAULT_FIRMWARE, *,
+                    pins: Sequence[str] | None = None, sources: Sequence[str] | None = None,
+                    hooks: Sequence[str] = ()) -> list[str]:
+    """mmdebstrap's command line. `pins` (`name=version` of the resolved set) replaces the
+    package list, `sources` (one-line `deb` entries of every repository) the bare mirror."""
+    include = list(pins) if pins is not None else package_list(src, firmware)
     argv = ["mmdebstrap", "--mode=unshare", f"--variant={src.variant}",
             f"--components={COMPONENTS.get(src.distro, 'main')}",
-            f"--include={','.join(package_list(src, firmware))}"]
+            f"--include={','.join(include)}"]
     argv += [f"--dpkgopt={opt}" for opt in DPKG_OPTIONS]
     argv.append(f"--essential-hook={FSTYPE_HOOK}")
+    argv += hooks
     keyring = KEYRINGS.get(src.distro)
     if keyring is not None:
         argv.append(f"--keyring={keyring}")
-    return [*argv, src.suite, str(out), mirror]
+    return [*argv, src.suite, str(out), *(sources or [mirror])]
 
 
-def tarball_key(src: BootstrapSource, mirror: str,
+def tarball_key(src: BootstrapSource, mirror: str, resolved: Mapping[str, str] | None = None,
+                image_sources: str = "",
                 firmware: str = bootloader.DEFAULT_FIRMWARE) -> str:
-    """What the tarball depends on (for the store): inputs, not the mirror's current state."""
-    data = {"v": FORMAT_VERSION, "distro": src.distro, "suite": src.suite, "mirror": mirror,
-            "variant": src.variant, "packages": package_list(src, firmware),
-            "dpkg": DPKG_OPTIONS,
-            "hooks": [FSTYPE_HOOK]}
+    """What the tarball depends on (for the store). With the resolved package set (name ->
+    "version arch") the set keys the tarball, not the mirror: the mirror's current state
+    enters through it, and an unchanged set on another mirror is the same tarball."""
+    data: dict[str, Any] = {"v": FORMAT_VERSION, "distro": src.distro, "suite": src.suite,
+                            "variant": src.variant, "dpkg": DPKG_OPTIONS, "hooks": [FSTYPE_HOOK]}
+    if resolved is None:
+        data.update(mirror=mirror, packages=package_list(src, firmware))
+    else:
+        data.update(resolved=dict(sorted(resolved.items())), sources=image_sources,
+                    v=FORMAT_VERSION + 1)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -223,8 +235,11 @@ _MISSING = (re.compile(r"Unable to locate package (\S+)"),
 
 def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = None,
                       timeout: float = 1800, check_timeout: float = 20,
+                      pinned: Mapping[str, str] | None = None,
                       firmware: str = bootloader.DEFAULT_FIRMWARE) -> Path:
-    """Run mmdebstrap into `out` (written to a temp name beside it, then renamed)."""
+    """Run mmdebstrap into `out` (written to a temp name beside it, then renamed). `pinned`
+    (the resolved set, name -> "version arch"): install exactly it, from every repository
+    of the recipe, write the image's deb822 apt sources, and check what got installed."""
     mirror = (mirror or resolve_mirror(src)).rstrip("/")
     keyring = KEYRINGS.get(src.distro)
     if keyring is not None and not keyring.exists():
@@ -233,18 +248,30 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
     check_mirror(mirror, src.suite, timeout=check_timeout)
     # mmdebstrap picks its output format from the name: keep the .tar suffix on the temp name.
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix or '.tar'}")
+    side = out.with_name(f".{out.stem}.apt-{os.getpid()}")
+    argv = mmdebstrap_argv(src, mirror, tmp, firmware)
+    if pinned is not None:
+        from imagepipe.bootstrap_sources import pinned_argv
+
+        argv = pinned_argv(src, mirror, tmp, pinned, side)
     ui.info(f"bootstrap: mmdebstrap {src.distro} {src.suite} from {mirror} "
-            f"({len(package_list(src, firmware))} packages)")
+            f"({len(pinned) if pinned is not None else len(package_list(src, firmware))} "
+            "packages)")
     try:
-        res = run(mmdebstrap_argv(src, mirror, tmp, firmware), timeout=timeout, check=False,
+        res = run(argv, timeout=timeout, check=False,
                   on_stderr_line=mmdebstrap_phase(ui.phase_setter()))
         if res.returncode != 0:
             raise _mmdebstrap_error(res.argv, res.returncode, res.stderr + res.stdout, mirror)
+        if pinned is not None:
+            from imagepipe.bootstrap_sources import check_installed
+
+            check_installed(side / "installed.tsv", pinned)
         publish(tmp, out, force=True)
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         tmp.unlink(missing_ok=True)
+        shutil.rmtree(side, ignore_errors=True)
     return out
 
 

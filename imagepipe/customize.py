@@ -107,6 +107,10 @@ def customize(session: GuestSession, spec: Customize) -> dict[str, Any]:
     """Apply a recipe's `customize:`; returns the manifest record."""
     assert session.info is not None
     record: dict[str, Any] = {}
+    if spec.repositories or spec.update:  # first: packages may come from these repositories
+        from imagepipe import customize_repos
+
+        record.update(customize_repos.apply(session, spec.repositories, spec.update))
     if spec.packages:
         ui.detail(f"guest: installing {len(spec.packages)} package(s)")
         ui.phase(f"customize: installing {len(spec.packages)} package(s)")

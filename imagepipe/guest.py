@@ -69,7 +69,8 @@ def run_guest_work(
         if session is None:
             ui.phase("launching the appliance")
             session = stack.enter_context(
-                GuestSession(image, fmt=fmt, network=bool(recipe.customize.packages))
+                GuestSession(image, fmt=fmt, network=bool(recipe.customize.packages
+                                                         or recipe.customize.update))
             )
         assert session.info is not None
         record: dict[str, Any] = {"guest": session.info.to_dict()}

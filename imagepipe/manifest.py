@@ -131,9 +131,14 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
             sources.append({"bootstrap": meta.get("distro"), "suite": meta.get("suite"),
                             "mirror": meta.get("mirror"), "packages": meta.get("packages"),
                             "kernel": meta.get("kernel"),
+                            "repositories": meta.get("repositories", []),
+                            "resolved_packages": meta.get("resolved_packages"),
                             "rootfs_tarball": meta.get("rootfs_tarball"),
                             "firmware": meta.get("firmware"),
                             "bootloader": meta.get("bootloader")})
+            warn.extend(meta.get("warnings", []))  # trusted: true repositories
+        if r.stage == "guest":
+            warn.extend((meta.get("customize") or {}).get("warnings", []))
         if r.stage.startswith("publish.") and r.artifact is not None:
             publish[r.stage.split(".", 1)[1]] = redact(meta)
     stages = [r.to_json() for r in recs]

@@ -12,6 +12,7 @@ from imagepipe import ui
 from imagepipe.cli.common import examples
 from imagepipe.cli.farm import broker_options, queue_option
 from imagepipe.cli.store_option import store_option
+from imagepipe.cli.variables import as_args, collect, var_options
 
 
 @click.command(epilog=examples(
@@ -36,6 +37,9 @@ from imagepipe.cli.store_option import store_option
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Parallel converts in a build (default: the core count); with --all, "
               "recipes at a time (default: half the cores, at least 2).")
+@click.option("--offline", is_flag=True,
+              help="Do not ask package mirrors: reuse the last resolved package set.")
+@var_options
 @broker_options
 @queue_option
 @click.option("--publish-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -43,26 +47,36 @@ from imagepipe.cli.store_option import store_option
                    "the submitter's resolved dir).")
 def build(target: Path | None, build_all: bool, store: Path | None, explain: bool,
           dry_run: bool, from_stage: str | None, force: tuple[str, ...],
-          keep_on_failure: bool, no_wait: bool, jobs: int | None, broker: str | None,
+          keep_on_failure: bool, no_wait: bool, jobs: int | None, offline: bool,
+          variables: tuple[str, ...], var_files: tuple[Path, ...], broker: str | None,
           broker_file: Path | None, queue: str, publish_dir: Path | None) -> None:
     """Build the images a recipe describes (cached stages are not rerun).
+
+    Bootstrapped bases resolve their package set first (one index check per repository):
+    an unchanged set rebuilds nothing, a changed version rebuilds and publishes a new version
+    (`--explain` names the packages).
 
     With --broker the recipes are sent to the build farm (`imagepipe worker`) instead; the
     summary and exit codes are the same. --no-wait then only queues them."""
     from imagepipe.errors import InputError
 
+    values = collect(variables, var_files)  # bad --var / --var-file: exit 2 before anything
     if broker or broker_file:
+        if values or offline:
+            raise InputError("--var, --var-file and --offline are not sent to farm workers",
+                             "put the values in the recipe, or build locally")
         _build_farm(target, build_all, broker, broker_file, queue, no_wait)
         return
     if build_all:
-        _build_all(target or Path("recipes"), store, jobs, explain, dry_run, no_wait)
+        extra = as_args(variables, var_files) + (["--offline"] if offline else [])
+        _build_all(target or Path("recipes"), store, jobs, explain, dry_run, no_wait, extra)
         return
     if target is None:
         raise InputError("give a RECIPE file, or --all [DIR]")
     from imagepipe.pipeline import BuildOptions, load
     from imagepipe.pipeline import build as run_build
 
-    recipe, digest = load(target)
+    recipe, digest = load(target, values)
     if publish_dir is not None and recipe.publish.local is not None:
         import dataclasses
 
@@ -72,7 +86,7 @@ def build(target: Path | None, build_all: bool, store: Path | None, explain: boo
     _kernel_check(recipe, store)
     opts = BuildOptions(store=store, explain=explain, dry_run=dry_run, from_stage=from_stage,
                         force=force, keep_on_failure=keep_on_failure, wait=not no_wait,
-                        jobs=jobs or 0)
+                        jobs=jobs or 0, offline=offline)
     report = run_build(recipe, opts, digest)
     if dry_run:
         return
@@ -168,9 +182,11 @@ def _boot_note(record: Any) -> str:
 
 
 def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,
-               dry_run: bool, no_wait: bool) -> None:
+               dry_run: bool, no_wait: bool, extra: list[str]) -> None:
+    import secrets
     import time
 
+    from imagepipe.apt_resolve import BATCH_ENV
     from imagepipe.errors import ImagepipeError, InputError
     from imagepipe.pipeline.batch import discover, run_all, summary
     from imagepipe.store import Store
@@ -184,6 +200,9 @@ def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,
     args = ["--store", str(st.root)]
     args += ["--explain"] if explain else []
     args += ["--no-wait"] if no_wait else []
+    args += extra
+    # Each repository's indices are checked once per batch, not once per recipe.
+    os.environ.setdefault(BATCH_ENV, f"{time.time():.0f}-{secrets.token_hex(4)}")
     n = jobs or max(2, (os.cpu_count() or 2) // 2)
     log_dir = None if dry_run else (st.root / "builds" / "_all" /
                                     time.strftime("%Y%m%d-%H%M%S", time.gmtime()))

@@ -16,31 +16,21 @@ import click
 
 from imagepipe import ui
 from imagepipe.cli.common import examples
-from imagepipe.errors import InputError, Problem, RecipeError
-
-
-def _parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise InputError(f"bad --var {pair!r}", "write --var NAME=VALUE")
-        out[name] = value
-    return out
+from imagepipe.cli.variables import collect, var_options
+from imagepipe.errors import Problem, RecipeError
 
 
 @click.command(epilog=examples("imagepipe validate recipes/*.yaml",
                               "imagepipe validate recipes/httpd.yaml --var date=20250101"))
 @click.argument("recipes", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
-              help="Set a ${NAME} variable (also overrides ${date} / ${version}).")
+@var_options
 @click.option("--json", "json_mode", is_flag=True, help="One JSON event per line on stdout.")
 @click.option("--no-kernel-check", is_flag=True,
               help="Do not read the kernel's config from the mirror to check that it drives "
               "each output's virtual hardware (offline; default: check, warn if unreachable).")
-def validate(recipes: tuple[Path, ...], variables: tuple[str, ...], json_mode: bool,
-             no_kernel_check: bool) -> None:
+def validate(recipes: tuple[Path, ...], variables: tuple[str, ...], var_files: tuple[Path, ...],
+             json_mode: bool, no_kernel_check: bool) -> None:
     """Check recipes (and the cloud-config they reference) without building anything.
 
     Prints `OK RECIPE` for each good one; lists every problem of every recipe and exits 2
@@ -51,7 +41,7 @@ def validate(recipes: tuple[Path, ...], variables: tuple[str, ...], json_mode: b
 
     if json_mode:
         ui.settings.json = True
-    values = _parse_vars(variables)
+    values = collect(variables, var_files)
     problems: list[Problem] = []
     for path in recipes:
         try:

@@ -39,6 +39,7 @@ class BuildOptions:
     keep_on_failure: bool = False
     wait: bool = True
     jobs: int = 0  # 0 = the number of cores
+    offline: bool = False  # reuse the last resolved package set, never ask the mirror
 
 
 @dataclass
@@ -57,8 +58,9 @@ class BuildReport:
         return [r.id for r in self.records if not r.cached]
 
 
-def load(path: Path) -> tuple[Recipe, str]:
-    """The validated recipe (every problem reported at once, exit 2) and its digest."""
+def load(path: Path, variables: dict[str, str] | None = None) -> tuple[Recipe, str]:
+    """The validated recipe (every problem reported at once, exit 2) and its digest;
+    `variables` are the CLI's --var / --var-file values."""
     from imagepipe.recipe.load import load_recipe, recipe_digest
 
     if not Path(path).is_file():
@@ -66,13 +68,16 @@ def load(path: Path) -> tuple[Recipe, str]:
         from imagepipe.recipe.find import suggest_recipe
 
         raise InputError(f"recipe not found: {path}", suggest_recipe(Path(path)))
-    recipe = load_recipe(Path(path))
+    recipe = load_recipe(Path(path), variables=variables)
     return recipe, recipe_digest(recipe)
 
 
 def build(recipe: Recipe, opts: BuildOptions, recipe_sha256: str | None = None) -> BuildReport:
     """Build `recipe`. Raises on failure (after writing what is known to the build dir)."""
+    from imagepipe import freshness
+
     start = time.time()
+    freshness.configure(opts.store, offline=opts.offline)  # where the plan's resolve looks
     levels = make_plan(recipe)  # fails here if a needed stage is not installed
     forced: set[str] = set()
     for name in opts.force:

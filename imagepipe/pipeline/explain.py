@@ -29,6 +29,8 @@ def scrub(value: Any, key: str = "") -> Any:
     from imagepipe.manifest import REDACTED, is_secret
 
     if isinstance(value, Mapping):
+        if key == "resolved":  # package name -> version: `passwd` is a package, not a secret
+            return dict(value)
         return {k: scrub(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [scrub(v, key) for v in value]

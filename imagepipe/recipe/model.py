@@ -44,6 +44,17 @@ class IsoSource(Download):
 
 
 @dataclass(frozen=True)
+class AptRepository:
+    """An extra apt repository (bootstrap resolve + the image's sources, or the guest's)."""
+
+    url: str
+    suite: str
+    components: tuple[str, ...] = ("main",)
+    key: Path | None = None  # ASCII-armoured public key, inside the recipe directory
+    trusted: bool = False  # no signature check (warned about, recorded in the manifest)
+
+
+@dataclass(frozen=True)
 class BootstrapSource:
     distro: str = "debian"  # debian | ubuntu
     suite: str = "bookworm"
@@ -51,6 +62,10 @@ class BootstrapSource:
     packages: tuple[str, ...] = ()
     variant: str = "minbase"
     kernel: str | None = None  # flavour: debian generic|cloud, ubuntu virtual|generic
+    # issue 10: updates + security suites, extra repositories
+    updates: bool = True  # SUITE-updates and SUITE-security too
+    security_mirror: str | None = None  # None: the host's configured security mirror
+    repositories: tuple[AptRepository, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,10 +106,13 @@ class Customize:
     files: tuple[FileSpec, ...] = ()
     enable_services: tuple[str, ...] = ()
     allow_absolute_paths: bool = False  # let files[].src leave the recipe directory
+    repositories: tuple[AptRepository, ...] = ()  # added to the guest's package manager
+    update: bool = False  # upgrade every package in the guest (apt, dnf, zypper)
 
     @property
     def empty(self) -> bool:
-        return not (self.packages or self.run or self.files or self.enable_services)
+        return not (self.packages or self.run or self.files or self.enable_services
+                    or self.repositories or self.update)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ def apply(c: Checker, d: dict[str, Any], recipe_path: Path) -> None:
     _kernel(c, d)
     _outputs(c, d)
     _customize(c, d)
+    _repositories(c, d)
     _seal(c, d)
     _cloud_init(c, d)
     firmware_rules.apply(c, d)
@@ -183,6 +184,37 @@ def _customize(c: Checker, d: dict[str, Any]) -> None:
         elif not src.is_relative_to(base):
             c.report((*path, "src"), f"{written} escapes the recipe directory {base}",
                      "keep files next to the recipe, or set customize.allow_absolute_paths: true")
+
+
+def _repositories(c: Checker, d: dict[str, Any]) -> None:
+    """Extra repositories: a key stays inside the recipe directory; exactly one of key and
+    trusted (an unsigned repository is a choice made in writing)."""
+    src = d.get("source") if isinstance(d.get("source"), dict) else {}
+    boot = src.get("bootstrap") if isinstance(src, dict) else None
+    places: list[tuple[tuple[str | int, ...], Any]] = [
+        (("source", "bootstrap", "repositories"),
+         boot.get("repositories") if isinstance(boot, dict) else None),
+        (("customize", "repositories"),
+         (d.get("customize") or {}).get("repositories")
+         if isinstance(d.get("customize"), dict) else None)]
+    for where, repos in places:
+        for i, repo in enumerate(repos or ()):
+            if not isinstance(repo, dict):
+                continue
+            path: tuple[str | int, ...] = (*where, i)
+            key, trusted = repo.get("key"), bool(repo.get("trusted"))
+            if key is None and not trusted:
+                c.report(path, "an extra repository needs a key (or trusted: true)",
+                         "add key: FILE.asc (its ASCII-armoured public key, next to the "
+                         "recipe)")
+            if key is not None and trusted:
+                c.report((*path, "trusted"), "trusted: true with a key",
+                         "remove trusted: the key is checked")
+            if isinstance(key, Path):
+                base = c.base_dir((*path, "key"))
+                if not key.is_relative_to(base):
+                    c.report((*path, "key"), f"{key} escapes the recipe directory {base}",
+                             "keep the key file next to the recipe")
 
 
 def _seal(c: Checker, d: dict[str, Any]) -> None:

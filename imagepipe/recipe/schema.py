@@ -135,6 +135,23 @@ META: dict[str, dict[str, Any]] = {
                                "Ubuntu: virtual, generic). Default: the linux-image-* in "
                                "packages, else generic (Ubuntu: virtual).",
                                "choices": ("generic", "cloud", "virtual"), "example": "cloud"},
+    "BootstrapSource.updates": {"doc": "Also use SUITE-updates and SUITE-security (resolve, "
+                                "bootstrap and the image's apt sources)."},
+    "BootstrapSource.security_mirror": {"doc": "Security mirror (default: the host's configured "
+                                        "one, else the distribution's).",
+                                        "pattern": r"^(https?|file)://"},
+    "BootstrapSource.repositories": {"doc": "Extra apt repositories: resolved, installed from "
+                                     "and listed in the image's apt sources."},
+    "AptRepository.url": {"doc": "Repository URL.", "pattern": r"^(https?|file)://",
+                          "required": True, "example": "http://apt.example.org/debian"},
+    "AptRepository.suite": {"doc": "Suite (distribution) name.", "required": True,
+                            "nonempty": True, "example": "stable"},
+    "AptRepository.components": {"doc": "Components.", "min_items": 1, "example": ["main"]},
+    "AptRepository.key": {"doc": "ASCII-armoured public key file (relative to the recipe, "
+                          "inside its directory); installed under /etc/apt/keyrings/.",
+                          "kind": "file", "example": "repo/key.asc"},
+    "AptRepository.trusted": {"doc": "No signature check (warned about in the manifest); "
+                              "only without key."},
     "Source.image": {"doc": "A cloud image to start from."},
     "Source.iso": {"doc": "An installer ISO run unattended."},
     "Source.bootstrap": {"doc": "Build the root filesystem from packages (mmdebstrap)."},
@@ -158,6 +175,10 @@ META: dict[str, dict[str, Any]] = {
     "Customize.files": {"doc": "Files copied or written into the guest."},
     "Customize.enable_services": {"doc": "systemd units to enable."},
     "Customize.allow_absolute_paths": {"doc": "Allow files[].src outside the recipe directory."},
+    "Customize.repositories": {"doc": "Extra package repositories added to the guest before "
+                               "packages are installed (apt: deb822 + key; dnf/zypper: .repo)."},
+    "Customize.update": {"doc": "Upgrade every package in the guest with its package manager "
+                         "(apt, dnf, zypper); recorded in the manifest."},
     "CloudInit.user_data": {"doc": "The cloud-config (checked before anything runs).",
                             "kind": "file", "example": "httpd/user-data.yaml"},
     "CloudInit.meta_data": {"doc": "NoCloud meta-data (default: a fresh instance-id).",

@@ -1,14 +1,15 @@
 """Stage `base.bootstrap`: a bootable disk from packages (see imagepipe.bootstrap for the why).
 
 The rootfs tarball is cached in the store as its own entry, keyed by what it depends on (distro,
-suite, mirror, package list, mmdebstrap version), so a recipe change that only touches the disk
+suite, variant, the resolved package set with exact versions, the image's apt sources, the
+mmdebstrap version), so a recipe change that only touches the disk
 (disk.size) rebuilds the disk from the cached tarball in ~1 minute instead of re-bootstrapping.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imagepipe import bootstrap, ui
 from imagepipe.recipe.model import BootstrapSource, Recipe
@@ -21,11 +22,16 @@ class BootstrapOptions:
     mirror: str  # resolved at plan time: the host's mirror enters the stage id
     size: int | None = None
     firmware: str = "hybrid"  # disk.firmware
+    # The resolved package set (name -> "version arch", imagepipe.freshness): it keys the
+    # stage, so a changed version anywhere reruns it and --explain names the package.
+    resolved: Mapping[str, str] = field(default_factory=dict, hash=False)
+    sources: str = ""  # the image's apt sources (deb822)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
 class BootstrapStage(Stage):
     name = "base.bootstrap"
-    version = 2  # 2: GPT + GRUB (disk.firmware)
+    version = 3  # 2: GPT + GRUB (disk.firmware); 3: the resolved package set keys it
     Options = BootstrapOptions
     inputs = ()
     tools = ("mmdebstrap",)
@@ -35,12 +41,25 @@ class BootstrapStage(Stage):
         src = recipe.source.bootstrap
         if src is None:
             return None
-        return BootstrapOptions(source=src, mirror=bootstrap.resolve_mirror(src),
-                                size=recipe.disk.size, firmware=recipe.disk.firmware)
+        from imagepipe import apt_sources, freshness
+
+        mirror = bootstrap.resolve_mirror(src)
+        resolved = freshness.resolve_bootstrap(src, recipe.disk.firmware)
+        repos = apt_sources.all_repos(src, mirror)
+        sources = "".join(f"# {dest}\n{text}" for dest, text in
+                          sorted(apt_sources.image_files(src, mirror).items())
+                          if isinstance(text, str))
+        warnings = tuple(apt_sources.trust_warnings(repos))
+        for w in warnings:
+            ui.warn(w)
+        return BootstrapOptions(source=src, mirror=mirror, size=recipe.disk.size,
+                                firmware=recipe.disk.firmware,
+                                resolved=resolved.as_map(), sources=sources, warnings=warnings)
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         opts: BootstrapOptions = self.options
-        tar = rootfs_tarball(ctx, opts.source, opts.mirror, opts.firmware)
+        tar = rootfs_tarball(ctx, opts.source, opts.mirror, opts.resolved, opts.sources,
+                             opts.firmware)
         assert tar.path is not None
         out = ctx.workdir / "disk.raw"
         ui.phase("making the bootable disk")
@@ -54,15 +73,26 @@ class BootstrapStage(Stage):
                                   "packages": bootstrap.package_list(opts.source,
                                                                      opts.firmware),
                                   "kernel": bootstrap.kernel_package(opts.source),
+                                  "resolved_packages": len(opts.resolved),
+                                  "repositories": _repositories(opts),
+                                  "warnings": list(opts.warnings),
                                   "rootfs_tarball": str(tar.path),
                                   "rootfs_cached": tar.metadata.get("cached", False)})
 
 
+def _repositories(opts: BootstrapOptions) -> list[str]:
+    from imagepipe import apt_sources
+
+    return [r.id for r in apt_sources.all_repos(opts.source, opts.mirror)]
+
+
 def rootfs_tarball(ctx: StageContext, src: BootstrapSource, mirror: str,
+                   resolved: Mapping[str, str] | None = None, sources: str = "",
                    firmware: str = "hybrid") -> Artifact:
     """The mmdebstrap tarball from the store, or built and committed to it."""
     key = hash_json({"entry": "base.bootstrap.rootfs",
-                     "tarball": bootstrap.tarball_key(src, mirror, firmware),
+                     "tarball": bootstrap.tarball_key(src, mirror, resolved or None, sources,
+                                                      firmware),
                      "mmdebstrap": tool_version("mmdebstrap")})
     cached = ctx.store.get_stage(key)
     if cached is not None:
@@ -72,7 +102,7 @@ def rootfs_tarball(ctx: StageContext, src: BootstrapSource, mirror: str,
     work = ctx.store.workdir("bootstrap-rootfs")
     ctx.exit_stack.callback(work.release)  # a no-op after the commit renamed it away
     tar = bootstrap.bootstrap_tarball(src, work.path / "rootfs.tar", mirror=mirror,
-                                      firmware=firmware)
+                                      pinned=resolved or None, firmware=firmware)
     return ctx.store.commit_stage(key, work, Artifact(
         path=tar, kind="file", metadata={"suite": src.suite, "mirror": mirror}),
         label=f"base.bootstrap rootfs {src.distro} {src.suite}")

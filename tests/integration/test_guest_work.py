@@ -11,7 +11,16 @@ import yaml
 
 from imagepipe.errors import LintError
 from imagepipe.guest import run_guest_work
-from imagepipe.recipe.model import CloudInit, Customize, FileSpec, ImageSource, Recipe, Seal, Source
+from imagepipe.recipe.model import (
+    AptRepository,
+    CloudInit,
+    Customize,
+    FileSpec,
+    ImageSource,
+    Recipe,
+    Seal,
+    Source,
+)
 from imagepipe.seal.lints import run_lints
 from imagepipe.testing.fixtures import make_debian_fixture
 from imagepipe.tools.guestfs import GuestCommandError, GuestSession
@@ -136,6 +145,7 @@ def worked(session: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     d = tmp_path_factory.mktemp("recipe")
     (d / "user-data.yaml").write_text(USER_DATA)
     (d / "motd").write_text("uploaded from the recipe dir\n")
+    (d / "repo.asc").write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\nkey\n")
     recipe = Recipe(
         name="t",
         description="",
@@ -149,6 +159,8 @@ def worked(session: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
                 FileSpec(dest="/etc/systemd/system/demo.service", content=UNIT),
             ),
             enable_services=("demo",),
+            repositories=(AptRepository("http://apt.example/debian", "stable",
+                                        key=d / "repo.asc"),),
         ),
         cloud_init=CloudInit(user_data=d / "user-data.yaml", hostname="web1"),
         seal=Seal(operations="defaults"),
@@ -165,6 +177,12 @@ def test_customize_read_back(session: Any, worked: dict[str, Any]) -> None:
     link = "/etc/systemd/system/multi-user.target.wants/demo.service"
     assert s.g.readlink(link) == "/etc/systemd/system/demo.service"
     assert worked["customize"]["services"] == ["demo.service"]
+    # customize.repositories: deb822 + the key under /etc/apt/keyrings (apt guest)
+    assert s.read_text("/etc/apt/keyrings/repo.asc").startswith("-----BEGIN PGP")
+    extra = s.read_text("/etc/apt/sources.list.d/extra.sources")
+    assert "URIs: http://apt.example/debian" in extra
+    assert "Signed-By: /etc/apt/keyrings/repo.asc" in extra
+    assert worked["customize"]["repositories"][0]["suite"] == "stable"
 
 
 def test_inject_read_back(session: Any, worked: dict[str, Any]) -> None:

@@ -1,0 +1,76 @@
+"""mmdebstrap with a resolved package set: every repository, exact versions, deb822 sources.
+
+Why pin every package (`name=version` in `--include`), not only the recipe's: mmdebstrap
+installs the Essential set first from the plain suite, so without pins a newer libc6 in
+SUITE-security would stay at the point-release version and the rootfs would not be the set
+that keyed it. Measured here: with the pins, `dpkg-query` inside the tarball lists exactly the
+resolved set. A customize hook writes that list next to the tarball and the build fails if it
+differs (key and content must agree).
+
+The hooks also replace mmdebstrap's one-line `/etc/apt/sources.list` with the image's deb822
+files (imagepipe.apt_sources.image_files) and install extra repositories' keys under
+/etc/apt/keyrings/.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+from imagepipe.errors import ImagepipeError
+from imagepipe.recipe.model import BootstrapSource
+
+
+class ContentMismatch(ImagepipeError):
+    """The bootstrap installed something else than the resolved set."""
+
+
+def pinned_argv(src: BootstrapSource, mirror: str, out: Path, pinned: Mapping[str, str],
+                side: Path) -> list[str]:
+    """The mmdebstrap argv for a resolved set; `side` receives the image's apt files (read by
+    the hooks) and `installed.tsv` (written by them)."""
+    from imagepipe import apt_sources
+    from imagepipe.apt_resolve import AptState
+    from imagepipe.bootstrap import mmdebstrap_argv
+    from imagepipe.freshness import apt_state
+
+    state: AptState = apt_state()
+    repos = [state.host_repo(r) for r in apt_sources.all_repos(src, mirror)]
+    side.mkdir(parents=True, exist_ok=True)
+    side.chmod(0o755)
+    hooks = []
+    script = ['rm -f "$1/etc/apt/sources.list" "$1"/etc/apt/sources.list.d/0000*']
+    for i, (dest, content) in enumerate(sorted(apt_sources.image_files(src, mirror).items())):
+        staged = side / f"file{i}"
+        staged.write_bytes(content.read_bytes() if isinstance(content, Path)
+                           else content.encode())
+        staged.chmod(0o644)
+        target = f'"$1"{shlex.quote(dest)}'
+        script.append(f"mkdir -p \"$1\"{shlex.quote(str(Path(dest).parent))} && "
+                      f"cat {shlex.quote(str(staged))} > {target} && chmod 0644 {target}")
+    hooks.append("--customize-hook=" + " && ".join(script))
+    listing = side / "installed.tsv"
+    hooks.append("--customize-hook=dpkg-query --admindir=\"$1/var/lib/dpkg\" -W "
+                 "-f='${Package}\\t${Version}\\t${Architecture}\\n' > "
+                 + shlex.quote(str(listing)))
+    pins = [f"{name}={va.split()[0]}" for name, va in sorted(pinned.items())]
+    return mmdebstrap_argv(src, mirror, out, pins=pins, sources=[r.line() for r in repos],
+                           hooks=hooks)
+
+
+def check_installed(listing: Path, pinned: Mapping[str, str]) -> None:
+    """Fail when dpkg's view of the new rootfs differs from the resolved set."""
+    try:
+        rows = [line.split("\t") for line in listing.read_text().splitlines() if line]
+    except OSError as exc:
+        raise ContentMismatch(f"the bootstrap did not list its packages ({exc})") from exc
+    installed = {r[0]: f"{r[1]} {r[2]}" for r in rows if len(r) == 3}
+    wrong = [f"{n} {installed.get(n, 'missing')} (resolved {v})" for n, v in pinned.items()
+             if installed.get(n) != v]
+    wrong += [f"{n} {v} (not resolved)" for n, v in installed.items() if n not in pinned]
+    if wrong:
+        raise ContentMismatch(
+            f"the bootstrap installed another package set than the resolved one: "
+            f"{'; '.join(sorted(wrong)[:10])}" + (" ..." if len(wrong) > 10 else ""),
+            "the repository changed during the build: build again (it resolves again)")

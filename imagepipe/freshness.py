@@ -1,0 +1,53 @@
+"""The freshness check of a recipe: what its base would contain if built now.
+
+For a bootstrap this is the resolved package set (imagepipe.apt_resolve), computed when the
+plan is made, so it enters the `base.bootstrap` stage id: an unchanged set means a cached
+stage (nothing rebuilt, nothing published), a changed version reruns it, and `--explain`
+names the packages that changed (their versions are key material). The build sets where the
+indices live (the store) and whether the network may be used (`--offline`) here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagepipe.apt_resolve import AptState, Resolved, resolve
+from imagepipe.recipe.model import BootstrapSource
+
+
+@dataclass
+class Settings:
+    store_root: Path | None = None  # None: the default store
+    offline: bool = False
+
+
+settings = Settings()
+_memo: dict[tuple[BootstrapSource, str, bool], Resolved] = {}
+
+
+def configure(store_root: Path | None, offline: bool = False) -> None:
+    settings.store_root = store_root
+    settings.offline = offline
+
+
+def apt_state() -> AptState:
+    from imagepipe.store import default_root
+
+    root = (settings.store_root or default_root()).expanduser().absolute()
+    return AptState(root / "apt")
+
+
+def resolve_bootstrap(src: BootstrapSource, firmware: str = "hybrid") -> Resolved:
+    """The package set of this bootstrap now (once per process, source and firmware: the
+    bootloader's packages follow disk.firmware)."""
+    from imagepipe import apt_sources, bootstrap
+
+    memo_key = (src, firmware, settings.offline)
+    if memo_key not in _memo:
+        mirror = bootstrap.resolve_mirror(src)
+        repos = apt_sources.all_repos(src, mirror)
+        _memo[memo_key] = resolve(apt_state(), repos, src.variant,
+                                  bootstrap.package_list(src, firmware),
+                                  offline=settings.offline)
+    return _memo[memo_key]
