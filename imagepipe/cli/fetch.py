@@ -22,7 +22,8 @@ from imagepipe.cli.store_option import store_option
 @click.option("--decompress", is_flag=True,
               help="Also decompress (.xz .gz .zst .bz2) into the store and use that file.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Also place the file here (reflink, hardlink or copy).")
+              help="Also place a copy here (reflink where the filesystem can, else a sparse "
+                   "copy; never a hardlink into the store).")
 @store_option
 def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tuple[str, ...],
           insecure_no_checksum: bool, decompress: bool, output: Path | None,
@@ -51,7 +52,7 @@ def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tup
         if output is not None:
             if output.is_dir():
                 output = output / (path.name if decompress else file_name(url))
-            how = copy_out(path, output)
+            how = copy_out(path, output, hardlink=False)  # writes to it must not reach the store
             ui.info(f"placed {output} ({how})")
     finally:
         st.holds.close()

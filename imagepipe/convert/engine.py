@@ -53,6 +53,9 @@ def _check_paths(src: Path, dst: Path, force: bool) -> None:
         raise InputError(f"{dst.parent}: destination directory does not exist")
     if dst.is_dir():
         raise InputError(f"{dst}: is a directory", "give a file name for the output")
+    from imagepipe.durable import refuse_special
+
+    refuse_special(dst)  # also with --force: never a device node, FIFO or directory
     if dst.exists() and not force:
         raise InputError(f"{dst}: already exists", "pass --force to replace it")
 

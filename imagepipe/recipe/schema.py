@@ -22,6 +22,8 @@ from imagepipe.recipe import model as m
 SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([KkMmGgTt](i?B)?)?\s*$"
 CHECKSUM_PATTERN = r"^(sha256:[0-9a-fA-F]{64}|sha512:[0-9a-fA-F]{128})$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# image_version names a directory in the template store: one path component, no "..", no "/".
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$"
 SKIP = {"Recipe.path", "Recipe.data"}  # set by the loader, not written in YAML
 MISSING = dataclasses.MISSING
 
@@ -82,8 +84,9 @@ META: dict[str, dict[str, Any]] = {
     "Recipe.comment": {"doc": "Free-form comment carried to the template (oVirt comment).",
                        "example": "built nightly"},
     "Recipe.image_version": {"doc": "Version of the built image; `${version}` expands to it. "
-                             "Empty: the template store uses a UTC timestamp.",
-                             "example": "1.0.${date}"},
+                             "Empty: the template store uses a UTC timestamp. One path "
+                             "component: letters, digits, '.', '_', '+', '~', '-'.",
+                             "example": "1.0.${date}"},  # VERSION_PATTERN: rules.py
     "Recipe.os_type": {"doc": "OS type hint for publishers (oVirt os type).",
                        "example": "debian_9"},
     "Recipe.source": {"doc": "Where the base system comes from: exactly one of image, iso, "

@@ -147,7 +147,7 @@ class Checker:
         if node.nonempty and not value.strip():
             self.report(path, "must not be empty")
             return BAD
-        if node.pattern and value and not re.search(node.pattern, value):
+        if node.pattern and value and not re.search(_anchored(node.pattern), value):
             self.report(path, f"{value!r} does not match {node.pattern}", _pattern_hint(node))
             return BAD
         return value
@@ -214,6 +214,13 @@ class Checker:
                         f"paths are relative to the recipe file; looked at {resolved}")
             return BAD
         return resolved
+
+
+def _anchored(pattern: str) -> str:
+    """Python's `$` also matches before a final newline, so `name: "x\\n"` would pass
+    NAME_PATTERN and become a file name with a newline: end patterns at the true end."""
+    return pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") \
+        else pattern
 
 
 def _expected(node: Node) -> str:
