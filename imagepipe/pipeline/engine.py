@@ -168,6 +168,8 @@ class Engine:
                 ui.info(f"running {node.id}")
                 with ui.stage(node.id, key=key[:12]):
                     art = node.stage.run(ctx, inputs)
+                if CANCEL.is_set():  # interrupted meanwhile: never commit (signal model)
+                    raise KeyboardInterrupt
             stored = self.store.commit_stage(
                 key, work, art, label=node.id,
                 replace=node.id in self.forced or not node.stage.cache_enabled())

@@ -305,6 +305,11 @@ class Store:
                     removed.append(work)
             finally:
                 os.close(fd)
+        for gdir in (self.root / "tmp").glob("guestfs.*"):  # libguestfs temp of a dead process
+            pid = gdir.name.split(".", 1)[1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(gdir, ignore_errors=True)
+                removed.append(gdir)
         for trash in (self.root / "tmp").glob("trash.*"):  # left by a crashed gc or --force
             if trash.is_dir():
                 shutil.rmtree(trash, ignore_errors=True)
@@ -334,6 +339,16 @@ class Store:
 
 
 _BOOT_ID: list[str] = []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def boot_id() -> str:

@@ -64,10 +64,48 @@ def new_handle(accel: str | None = None) -> Any:
         g.set_backend(env.get("LIBGUESTFS_BACKEND", "direct"))
         settings = env.get("LIBGUESTFS_BACKEND_SETTINGS", "")
         g.set_backend_settings(settings.split(":") if settings else [])
+        g.set_tmpdir(str(guestfs_tmpdir()))  # swept by the next build if we are killed
     except BaseException:
         g.close()
         raise
     return g
+
+
+GUESTFS_TMP_PREFIX = "guestfs."
+
+
+def guestfs_tmpdir() -> Path:
+    """STORE/tmp/guestfs.PID: libguestfs's temp files for this process, under the store so
+    that `Store.clean_stale` (run by every build) removes the ones of a process that died
+    (kill -9 skips libguestfs's own clean-up, which used to leave /tmp/libguestfsXXXXXX)."""
+    import os
+
+    from imagepipe.store import default_root
+
+    path = default_root() / "tmp" / f"{GUESTFS_TMP_PREFIX}{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def probed_format(image: Path, fmt: str | None, *, allow_backing: bool = False) -> str:
+    """The image's format after the same safety probe `convert` uses (imagepipe.convert.
+    probe): an image with a backing file, an external data file or a vmdk extent outside it
+    is refused (exit 2) before the appliance opens it; a format the caller named must agree
+    with the content. libguestfs then always gets this explicit format (never its own
+    probing, which would follow the image's metadata)."""
+    from imagepipe import formats
+    from imagepipe.convert.probe import BACKING_HINT, inspect_image
+
+    info, refs = inspect_image(image)
+    if refs and not allow_backing:
+        kind, target = refs[0]
+        raise ImageError(f"{image}: refusing an image with a {kind}: {target}", BACKING_HINT)
+    driver = str(info["format"])
+    if fmt is not None:
+        named = formats.by_driver(fmt) or formats.FORMATS.get(fmt)
+        if named is not None and named.driver != driver:
+            raise ImageError(f"{image}: said to be {fmt} but the content is {driver}")
+    return driver
 
 
 class GuestSession:
@@ -85,11 +123,10 @@ class GuestSession:
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> GuestSession:
+        fmt = probed_format(self.image, self.fmt)  # before any appliance sees the image
         self.g = new_handle(self.accel)
         try:
-            opts: dict[str, Any] = {"readonly": self.readonly}
-            if self.fmt:
-                opts["format"] = self.fmt
+            opts: dict[str, Any] = {"readonly": self.readonly, "format": fmt}
             self.g.add_drive_opts(str(self.image), **opts)
             self.g.set_network(self.network)
             self.g.launch()
