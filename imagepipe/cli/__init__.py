@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        from imagepipe import redact
+
+        print(f"error: {redact.urls(str(exc))}", file=sys.stderr)
         code = interrupts.exit_code() if exc.exit_code == EXIT_INTERRUPTED else exc.exit_code
         ui.emit("error", message=str(exc), kind=type(exc).__name__, exit_code=code)
         sys.exit(code)

@@ -24,10 +24,14 @@ from imagepipe.cli.store_option import store_option
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Also place a copy here (reflink where the filesystem can, else a sparse "
                    "copy; never a hardlink into the store).")
+@click.option("--max-size", metavar="SIZE",
+              help="Refuse a download larger than this (e.g. 4G; default 64G).")
+@click.option("--allow-private-file", is_flag=True,
+              help="Allow a file:// source that other users cannot read.")
 @store_option
 def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tuple[str, ...],
           insecure_no_checksum: bool, decompress: bool, output: Path | None,
-          store: Path | None) -> None:
+          max_size: str | None, allow_private_file: bool, store: Path | None) -> None:
     """Download URL into the store (verified, resumable) and print its store path."""
     from imagepipe.errors import InputError
     from imagepipe.fetch import fetch_result
@@ -39,10 +43,18 @@ def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tup
 
     if checksum and checksum_url:
         raise InputError("give --checksum or --checksum-url, not both")
+    limit = None
+    if max_size is not None:
+        from imagepipe.recipe.validate import parse_size
+
+        limit = parse_size(max_size)
+        if not limit:
+            raise InputError(f"--max-size {max_size!r} is not a size", "e.g. 4G or 512M")
     st = Store(store)
     try:
         res = fetch_result(Download(url=url, checksum=checksum, checksum_url=checksum_url,
-                                    mirrors=mirrors, insecure_no_checksum=insecure_no_checksum),
+                                    mirrors=mirrors, insecure_no_checksum=insecure_no_checksum,
+                                    max_size=limit, allow_private_file=allow_private_file),
                            st)
         path, digest = res.path, res.digest
         if decompress:

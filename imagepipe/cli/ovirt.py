@@ -83,8 +83,11 @@ def _options(retries: int, disk_timeout: float, verify: bool) -> Any:
 
 
 def _image(path: Path) -> Path:
+    """IMAGE checked locally, before the engine is contacted."""
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a disk image")
     return path
 
 
@@ -107,8 +110,9 @@ def upload_disk_cmd(cfg: Any, image: Path, storage_domain: str, name: str | None
     """Upload IMAGE (raw, qcow2 or any format qemu reads) as a new disk."""
     from imagepipe.targets.ovirt import connect, upload_disk
 
+    image = _image(image)  # exit 2 before any network
     with connect(cfg) as con:
-        r = upload_disk(con, cfg, _image(image), storage_domain=storage_domain, name=name,
+        r = upload_disk(con, cfg, image, storage_domain=storage_domain, name=name,
                         fmt=fmt, sparse=sparse, options=_options(retries, disk_timeout, verify))
     ui.result(f"disk {r.name} uploaded: id {r.disk_id}, checksum {r.checksum or 'not verified'}"
               f", {r.attempts} attempt(s), {r.seconds:.1f}s", **r.to_dict())
@@ -125,8 +129,9 @@ def upload_iso_cmd(cfg: Any, iso: Path, storage_domain: str, name: str | None, r
     """Upload an installer ISO to a data domain (content type iso, raw, preallocated)."""
     from imagepipe.targets.ovirt import connect, upload_iso
 
+    iso = _image(iso)  # exit 2 before any network
     with connect(cfg) as con:
-        r = upload_iso(con, cfg, _image(iso), storage_domain=storage_domain, name=name,
+        r = upload_iso(con, cfg, iso, storage_domain=storage_domain, name=name,
                        options=_options(retries, disk_timeout, verify))
     ui.result(f"ISO {r.name} uploaded: id {r.disk_id}", **r.to_dict())
 
@@ -158,6 +163,7 @@ def make_template_cmd(cfg: Any, image: Path, storage_domain: str, cluster: str, 
     """Upload IMAGE and turn it into a template (temporary VM removed in every outcome)."""
     from imagepipe.targets.ovirt import TemplateSpec, connect, make_template
 
+    image = _image(image)  # exit 2 before any network
     script = _read_user_data(user_data) if user_data else None
     if not description.strip():
         raise InputError("--description must not be empty")
@@ -166,7 +172,7 @@ def make_template_cmd(cfg: Any, image: Path, storage_domain: str, cluster: str, 
                         memory=parse_size(memory), cpus=cpus, os_type=os_type,
                         network=network, ballooning=ballooning, seal=seal, keep=keep)
     with connect(cfg) as con:
-        r = make_template(con, cfg, _image(image), spec,
+        r = make_template(con, cfg, image, spec,
                           options=_options(retries, disk_timeout, verify))
     verb = "already published as" if r.reused else "created"
     ui.result(f"template {verb} {r.template_name} (id {r.template_id})", **r.to_dict())

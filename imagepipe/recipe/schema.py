@@ -108,6 +108,11 @@ META: dict[str, dict[str, Any]] = {
     "Download.mirrors": {"doc": "More URLs of the same file, tried in order."},
     "Download.insecure_no_checksum": {"doc": "Allow a download with no checksum (warned "
                                       "about in the manifest)."},
+    "Download.max_size": {"doc": "Refuse a download larger than this (Content-Length, or a "
+                          "body that keeps coming); default 64G.", "kind": "size",
+                          "example": "4G"},
+    "Download.allow_private_file": {"doc": "Allow a file:// source that other users cannot "
+                                    "read (its bytes end up in world-readable outputs)."},
     "ImageSource.format": {"doc": "Disk format of the download (default: from its content).",
                            "choices": "formats"},
     "IsoInstall.kickstart": {"doc": "Kickstart file added to the ISO (relative to the recipe).",
@@ -180,7 +185,7 @@ META: dict[str, dict[str, Any]] = {
                          "default: ./templates of the current directory)."},
     "LocalPublish.keep": {"doc": "Keep only the newest N versions.", "min": 1},
     "OvirtPublish.engine_url": {"doc": "Engine URL (or OVIRT_URL / profile).",
-                                "pattern": r"^https?://"},
+                                "pattern": r"^https://"},
     "OvirtPublish.username": {"doc": "Engine user, e.g. admin@internal."},
     "OvirtPublish.password_file": {"doc": "File holding the password (never the password)."},
     "OvirtPublish.ca_file": {"doc": "Engine CA certificate."},

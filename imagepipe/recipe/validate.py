@@ -232,7 +232,8 @@ def _expected(node: Node) -> str:
 
 def _pattern_hint(node: Node) -> str | None:
     return {NAME_PATTERN: "use letters, digits, '.', '_' and '-'", r"^/": "must start with /",
-            r"^(https?|file)://": "use an http://, https:// or file:// URL"}.get(
+            r"^(https?|file)://": "use an http://, https:// or file:// URL",
+            r"^https://": "the engine is reached over TLS only: use https://"}.get(
         node.pattern or "")
 
 

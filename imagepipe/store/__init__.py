@@ -204,6 +204,9 @@ class Store:
         entry = self.stage_path(key)
         data = self._describe(work.path, entry, artifact)
         data["label"] = label
+        from imagepipe import redact
+
+        data["metadata"] = redact.deep(data["metadata"])  # no user:pw@ from source URLs
         (work.path / "artifact.json").write_text(json.dumps(data, indent=1, sort_keys=True))
         fsync_tree(work.path)
         if replace and entry.exists():
