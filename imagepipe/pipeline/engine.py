@@ -30,6 +30,7 @@ from imagepipe.pipeline.plan import Node
 from imagepipe.recipe.model import Recipe
 from imagepipe.stages.base import Artifact, StageContext, hash_json
 from imagepipe.store import Store
+from imagepipe.store.integrity import verify_inputs
 from imagepipe.tools.run import CANCEL
 
 
@@ -166,13 +167,16 @@ class Engine:
                              node.stage.version, key, reason)
                 stack.enter_context(thread_log_capture(ctx.log))
                 ui.info(f"running {node.id}")
+                inputs_intact = verify_inputs(self.store, _input_files(inputs))
                 with ui.stage(node.id, key=key[:12]):
                     art = node.stage.run(ctx, inputs)
+                inputs_intact()  # a corrupt input fails the stage: never committed
                 if CANCEL.is_set():  # interrupted meanwhile: never commit (signal model)
                     raise KeyboardInterrupt
             stored = self.store.commit_stage(
                 key, work, art, label=node.id,
-                replace=node.id in self.forced or not node.stage.cache_enabled())
+                replace=node.id in self.forced or not node.stage.cache_enabled(),
+                inputs={s: a.digest for s, a in inputs.items()})
         except BaseException as exc:
             self._failed(node, work, log_path, exc)
             if isinstance(exc, (ImagepipeError, KeyboardInterrupt, SystemExit)):
@@ -204,6 +208,14 @@ class Engine:
                            key=key, cached=cached, seconds=seconds,
                            inputs={s: a.digest for s, a in inputs.items()}, artifact=art,
                            reason=reason)
+
+
+def _input_files(inputs: Mapping[str, Artifact]) -> list[Path]:
+    """Every file a stage's inputs hand it (their digests are checked while it runs)."""
+    out: list[Path] = []
+    for art in inputs.values():
+        out += ([art.path] if art.path is not None else []) + list(art.files.values())
+    return out
 
 
 class _ThreadForward(logging.Handler):

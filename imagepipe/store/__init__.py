@@ -22,7 +22,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -197,13 +197,15 @@ class Store:
         return art
 
     def commit_stage(self, key: str, work: WorkDir, artifact: Artifact,
-                     label: str = "", replace: bool = False) -> Artifact:
+                     label: str = "", replace: bool = False,
+                     inputs: Mapping[str, str | None] | None = None) -> Artifact:
         """Hash, fsync and rename a stage's work dir into stages/<key>; return the stored
         artifact (paths in the store, digest set). `label` names the stage in `cache ls`;
         `replace` swaps out an existing entry (a forced rerun) instead of keeping it."""
         entry = self.stage_path(key)
         data = self._describe(work.path, entry, artifact)
         data["label"] = label
+        data["inputs"] = dict(inputs or {})  # slot -> digest: `cache verify` follows the chain
         from imagepipe import redact
 
         data["metadata"] = redact.deep(data["metadata"])  # no user:pw@ from source URLs

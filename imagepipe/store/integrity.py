@@ -3,8 +3,9 @@
 Why: a flipped bit in a cached stage output or a fetched object (a bad disk, a user who wrote
 into a file they thought was theirs) would otherwise be served for ever: the cache key says
 "done", publish copies the bytes, and the SHA256SUMS it writes no longer matches. So a stage
-that reads a store file also hashes it (publish hashes the copy it just made; convert hashes
-its input in a thread next to qemu-img, so the page cache serves both reads), and on a
+that reads a store file also hashes it (publish hashes the copy it just made; the engine
+hashes every stage's input files in a thread while the stage reads them, so the page cache
+serves both reads, and each file once per process however many converts read it), and on a
 mismatch the entry is moved to `quarantine/` (out of every lookup, kept for inspection) and
 the build fails: the next build rebuilds it, and nothing corrupt reaches a published directory.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -107,3 +109,33 @@ class BackgroundHash:
             raise self.error
         assert self.value is not None
         return self.value
+
+
+_running: dict[tuple[Path, int, int], BackgroundHash] = {}
+_running_lock = threading.Lock()
+
+
+def shared_hash(path: Path) -> BackgroundHash:
+    """One BackgroundHash per file version (path, inode, mtime) in this process."""
+    st = path.stat()
+    key = (path, st.st_ino, st.st_mtime_ns)
+    with _running_lock:
+        job = _running.get(key)
+        if job is None:
+            job = _running[key] = BackgroundHash(path)
+        return job
+
+
+def verify_inputs(store: Store, paths: Iterable[Path]) -> Callable[[], None]:
+    """Start hashing every store file in `paths` now; the returned function waits for the
+    digests and raises CorruptStoreError (entry quarantined) on the first mismatch."""
+    jobs = []
+    for path in paths:
+        if path.is_file() and expected_digest(store, path) is not None:
+            jobs.append((path, shared_hash(path)))
+
+    def finish() -> None:
+        for path, job in jobs:
+            check(store, path, job.result())
+
+    return finish
