@@ -45,9 +45,11 @@ def _handler(signum: int, frame: Any) -> None:
 
 
 def install() -> None:
-    """Route SIGINT and SIGTERM through the handler (main thread only, at start-up)."""
-    signal.signal(signal.SIGINT, _handler)
-    signal.signal(signal.SIGTERM, _handler)
+    """Route SIGINT and SIGTERM through the handler (main thread only, at start-up). An
+    inherited "ignore" (nohup, a shell's background job) is kept, as every tool does."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _handler)
 
 
 def received() -> int | None:

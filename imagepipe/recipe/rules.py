@@ -50,8 +50,8 @@ def _image_version(c: Checker, d: dict[str, Any]) -> None:
     if isinstance(version, str) and version and (
             not re.fullmatch(VERSION_PATTERN.strip("^$"), version) or len(version) > 200):
         c.report(("image_version",), f"{version!r} is not a safe version directory name",
-                 "one name: letters, digits, '.', '_', '+', '~' and '-', not starting with "
-                 "'.' (no '/')")
+                 "one name of letters, digits, '.', '_', '+', '~' and '-', not starting with "
+                 "'.' and without '/'")
         d.pop("image_version")
 
 

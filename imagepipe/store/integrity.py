@@ -78,7 +78,7 @@ def check(store: Store, src: Path, got_hex: str, algo: str = "sha256",
     raise CorruptStoreError(
         f"corrupt store file {src}{f' (copied to {copy})' if copy else ''}: its content is "
         f"{algo}:{got_hex[:16]}..., recorded {want[:23]}...; moved to {where}",
-        "run the build again: the entry is rebuilt (check the disk if this repeats)")
+        "run the build again to rebuild it; check the disk if this repeats")
 
 
 class BackgroundHash:
