@@ -1,0 +1,136 @@
+"""Fault suite, issue 11 item 5: one signal model. The first SIGINT/SIGTERM starts the
+clean-up and it finishes whatever else arrives; exit 130/143 within 5 s; kill -9 leaves no
+child writing and the next build sweeps what remains (see docs/security.md).
+
+The build runs parallel converts of an incompressible image into compressing formats, so
+several qemu-img children are busy for many seconds when the signals arrive. Signals go to the
+Popen directly (a shell's background job would ignore SIGINT)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.faults_helpers import cli, digest, make_image, write_recipe
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture(scope="module")
+def slow_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("signals")
+    raw = d / "noise.raw"
+    with open(raw, "wb") as f:
+        for _ in range(96):
+            f.write(os.urandom(1 << 20))
+    raw.chmod(0o644)
+    return write_recipe(d, raw, source={"image": {"url": f"file://{raw}",
+                                                  "checksum": digest(raw), "format": "raw"}},
+                        outputs=[{"format": "qcow2", "compress": True},
+                                 {"format": "vmdk", "preset": "vsphere"},
+                                 {"format": "qcow2", "compress": True, "name": "t2"}])
+
+
+def _start(recipe: Path, store: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "imagepipe", "build", str(recipe),
+                             "--store", str(store), "-j", "3"],
+                            stdout=subprocess.DEVNULL, stderr=open(log, "wb"), env=env)
+
+
+def _wait_for_converts(proc: subprocess.Popen[bytes], log: Path, store: Path,
+                       n: int = 1) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if len(_tools_of(store, b" convert ")) >= n:
+            return  # qemu-img convert is writing now
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.1)
+    raise AssertionError("converts never started:\n" + log.read_text())
+
+
+def _tools_of(store: Path, what: bytes = b"qemu-img") -> list[int]:
+    """Live (non-zombie) processes whose command line names the store: our qemu-img children
+    (`what=b"qemu-img convert"`: only the long-running converts)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"qemu-img" in cmd and what in cmd and str(store).encode() in cmd and state != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+def _committed_converts(store: Path) -> list[str]:
+    labels = []
+    for meta in store.glob("stages/*/artifact.json"):
+        label = json.loads(meta.read_text()).get("label", "")
+        if label.startswith("convert"):
+            labels.append(label)
+    return labels
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_5_second_signal_does_not_skip_the_clean_up(tmp_path: Path, slow_recipe: Path,
+                                                    sig: int, code: int) -> None:
+    store, log = tmp_path / "store", tmp_path / "build.log"
+    proc = _start(slow_recipe, store, log)
+    try:
+        _wait_for_converts(proc, log, store)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        time.sleep(0.1)
+        second_during_clean_up = proc.poll() is None
+        proc.send_signal(sig)  # double Ctrl-C / kill -TERM twice
+        rc = proc.wait(timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert rc == code, text
+    assert elapsed < 5, (elapsed, text)
+    if second_during_clean_up and elapsed > 0.3:  # else it was over before the second one
+        assert "still cleaning up" in text
+    assert _tools_of(store) == []
+    assert _committed_converts(store) == []  # nothing half-done was committed
+    assert [p for p in (store / "tmp").iterdir() if p.name.startswith("convert")] == []
+
+
+def test_5_kill_9_leaves_no_child_writing_and_the_next_build_sweeps(
+        tmp_path: Path, slow_recipe: Path) -> None:
+    store, log = tmp_path / "store", tmp_path / "build.log"
+    proc = _start(slow_recipe, store, log)
+    try:
+        _wait_for_converts(proc, log, store)
+        proc.kill()
+        proc.wait()
+        time.sleep(2)
+        assert _tools_of(store) == [], "qemu-img outlived imagepipe (no PDEATHSIG?)"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    leftovers = [p for p in (store / "tmp").iterdir() if p.name.startswith("convert")]
+    assert leftovers  # kill -9 ran no clean-up ...
+    stale_guestfs = store / "tmp" / f"guestfs.{proc.pid}"  # as libguestfs would leave it
+    (stale_guestfs / "libguestfsXXXX").mkdir(parents=True)
+    tiny = make_image(tmp_path / "tiny.qcow2")
+    r = cli("build", str(write_recipe(tmp_path, tiny)), "--store", str(store))
+    assert r.returncode == 0, r.stderr  # ... the next build does
+    assert not any(p.exists() for p in leftovers)
+    assert not stale_guestfs.exists()
