@@ -189,8 +189,10 @@ class Engine:
         self.records.append(self._record(node, key, False, seconds, inputs, stored, reason))
 
     def _failed(self, node: Node, work: Any, log_path: Path, exc: BaseException) -> None:
+        from imagepipe import redact
+
         with open(log_path, "a", encoding="utf-8") as log:
-            log.write("".join(traceback.format_exception(exc)))
+            log.write(redact.urls("".join(traceback.format_exception(exc))))
         if self.keep_on_failure and work.path.exists():
             kept = self.build_dir / f"failed-{node.id}"
             os.rename(work.path, kept)
