@@ -134,3 +134,28 @@ def test_5_kill_9_leaves_no_child_writing_and_the_next_build_sweeps(
     assert r.returncode == 0, r.stderr  # ... the next build does
     assert not any(p.exists() for p in leftovers)
     assert not stale_guestfs.exists()
+
+
+def test_5_sigterm_to_build_all_stops_the_child_builds(tmp_path: Path,
+                                                       slow_recipe: Path) -> None:
+    """`build --all` runs one child build per recipe; a SIGTERM sent to the parent alone (as a
+    service manager does) is passed on, so the children clean up and the parent exits 143."""
+    store, log = tmp_path / "store", tmp_path / "batch.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "imagepipe", "build", "--all",
+                             str(slow_recipe.parent), "--store", str(store)],
+                            stdout=subprocess.DEVNULL, stderr=open(log, "wb"), env=env)
+    try:
+        _wait_for_converts(proc, log, store)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=15)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc == 143, log.read_text()
+    assert elapsed < 5, elapsed
+    assert _tools_of(store) == []
+    assert _committed_converts(store) == []
