@@ -85,7 +85,7 @@ def fetch(download: Download, store: Store) -> Path:
 
 
 def fetch_result(download: Download, store: Store, *, quiet: bool = False) -> FetchResult:
-    for url in urls_of(download):
+    for url in [*urls_of(download), *([download.checksum_url] if download.checksum_url else [])]:
         check_file_url(url, download.allow_private_file)  # before any byte moves
     http = session()
     want, source = expected_digest(download, http)

