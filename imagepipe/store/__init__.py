@@ -315,6 +315,9 @@ class Store:
             if pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(gdir, ignore_errors=True)
                 removed.append(gdir)
+        from imagepipe.tools.orphans import sweep
+
+        removed += sweep()  # boot-test VMs (daemonized qemu) of a killed imagepipe
         for trash in (self.root / "tmp").glob("trash.*"):  # left by a crashed gc or --force
             if trash.is_dir():
                 shutil.rmtree(trash, ignore_errors=True)

@@ -159,3 +159,36 @@ def test_5_sigterm_to_build_all_stops_the_child_builds(tmp_path: Path,
     assert elapsed < 5, elapsed
     assert _tools_of(store) == []
     assert _committed_converts(store) == []
+
+
+def test_5_next_build_stops_a_boot_test_vm_left_by_kill_9(tmp_path: Path) -> None:
+    """A daemonized boot-test qemu is nobody's child, so PR_SET_PDEATHSIG cannot reach it; its
+    QMP dir names the owning imagepipe, and the next build (Store.clean_stale) stops it once
+    that owner is gone. A stand-in process named like qemu plays the VM here."""
+    import tempfile
+
+    from imagepipe.store import Store
+    from imagepipe.tools import orphans
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that is gone: the killed imagepipe
+    sockdir = Path(tempfile.mkdtemp(prefix=orphans.PREFIX))
+    live_owner = Path(tempfile.mkdtemp(prefix=orphans.PREFIX))
+    vm = subprocess.Popen(["bash", "-c", f'exec -a "qemu-system-x86_64 -pidfile {sockdir}/'
+                           'qemu.pid" sleep 600'])
+    try:
+        (sockdir / "qemu.pid").write_text(f"{vm.pid}\n")
+        (sockdir / orphans.OWNER).write_text(f"{dead.pid}\n")
+        (live_owner / orphans.OWNER).write_text(f"{os.getpid()}\n")  # a running build's VM
+        removed = Store(tmp_path / "store").clean_stale()
+        assert sockdir in removed and not sockdir.exists()
+        assert vm.wait(timeout=5) is not None
+        assert live_owner.exists()
+    finally:
+        if vm.poll() is None:
+            vm.kill()
+            vm.wait()
+        import shutil
+
+        shutil.rmtree(live_owner, ignore_errors=True)
+        shutil.rmtree(sockdir, ignore_errors=True)
