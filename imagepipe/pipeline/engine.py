@@ -255,7 +255,9 @@ def thread_log_capture(target: logging.Logger) -> Iterator[None]:
 
 def kill_child_groups() -> None:
     """SIGTERM the process groups of our children (tools.run starts each in its own session),
-    so threads blocked on a long qemu-img return at once when the build is interrupted."""
+    so threads blocked on a long qemu-img return at once when the build is interrupted; a
+    child that leads no group (the libguestfs appliance, forked by the library in our group)
+    gets the SIGTERM itself, so a worker blocked in `launch()` returns too."""
     me = os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -266,7 +268,13 @@ def kill_child_groups() -> None:
         except (OSError, ValueError, IndexError):
             continue
         if ppid == me:
+            pid = int(entry.name)
             try:
-                os.killpg(int(entry.name), signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:  # not a group leader: libguestfs's appliance qemu
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            except PermissionError:
                 pass

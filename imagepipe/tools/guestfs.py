@@ -108,6 +108,65 @@ def probed_format(image: Path, fmt: str | None, *, allow_backing: bool = False) 
     return driver
 
 
+def interruptible_launch(g: Any) -> None:
+    """`g.launch()` in a helper thread while this thread waits in short steps.
+
+    Why: launch is one C call of up to minutes under TCG; Python runs a signal handler only
+    between bytecodes, so Ctrl-C/SIGTERM in the main thread (or CANCEL for a worker) would wait
+    for the whole launch. Waiting here instead, the interrupt arrives at once; the appliance's
+    qemu is then killed, so launch fails fast and the helper thread ends."""
+    import threading
+
+    from imagepipe.tools.run import CANCEL
+
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            g.launch()
+        except BaseException as exc:  # noqa: B036 - re-raised in the waiting thread
+            errors.append(exc)
+
+    helper = threading.Thread(target=work, name="guestfs-launch", daemon=True)
+    helper.start()
+    try:
+        while helper.is_alive():
+            helper.join(0.2)
+            if CANCEL.is_set() and threading.current_thread() is not threading.main_thread():
+                raise KeyboardInterrupt
+    except BaseException:
+        _kill_appliances()
+        helper.join(30)
+        raise
+    if errors:
+        raise errors[0]
+
+
+def _kill_appliances() -> None:
+    """SIGKILL this process's libguestfs appliance qemu(s), found by their temp or socket dir
+    (only on an interrupt, when every session of this process is being abandoned)."""
+    import os
+    import signal
+
+    marker = str(guestfs_tmpdir()).encode()
+    me = str(os.getpid())
+    proc = Path("/proc")
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if ppid == me and b"qemu" in cmdline and (marker in cmdline
+                                                  or b"guestfsd.sock" in cmdline):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 class GuestSession:
     """Context manager: launch, inspect, mount by inspection; close on exit no matter what."""
 
@@ -129,7 +188,7 @@ class GuestSession:
             opts: dict[str, Any] = {"readonly": self.readonly, "format": fmt}
             self.g.add_drive_opts(str(self.image), **opts)
             self.g.set_network(self.network)
-            self.g.launch()
+            interruptible_launch(self.g)
             self._inspect_and_mount()
         except BaseException:
             self._close()
