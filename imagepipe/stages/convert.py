@@ -27,7 +27,7 @@ class ConvertOptions:
 
 class ConvertStage(Stage):
     name = "convert"
-    version = 1  # the input hash check changes no output bytes
+    version = 1
     Options = ConvertOptions
     inputs = ("image",)
     tools = ("qemu-img",)
@@ -67,18 +67,10 @@ class ConvertStage(Stage):
         ext = ".ova" if formats.is_container(o.format) else formats.get(o.format).extension
         dst = ctx.workdir / f"{o.file_name}{ext}"
         ctx.log.info("convert %s -> %s (%s, preset %s)", src.path, dst, o.format, o.preset)
-        from imagepipe.store import integrity
-
-        hasher = integrity.BackgroundHash(src.path)  # the input's digest, read alongside
-        try:
-            report = convert_image(src.path, dst, fmt=o.format, preset=o.preset,
-                                   options=dict(o.options) or None, compress=o.compress,
-                                   verify=o.verify, checksum=True,
-                                   ova_params=dict(o.ova_params) or None)
-        except BaseException:
-            hasher.stop()
-            raise
-        integrity.check(ctx.store, src.path, hasher.result())
+        report = convert_image(src.path, dst, fmt=o.format, preset=o.preset,
+                               options=dict(o.options) or None, compress=o.compress,
+                               verify=o.verify, checksum=True,
+                               ova_params=dict(o.ova_params) or None)
         meta = report.to_dict()
         meta.pop("path", None)
         ctx.log.info("converted: %s", meta)
