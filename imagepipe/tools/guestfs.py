@@ -184,14 +184,16 @@ class GuestSession:
     def __enter__(self) -> GuestSession:
         fmt = probed_format(self.image, self.fmt)  # before any appliance sees the image
         self.g = new_handle(self.accel)
+        launched = False
         try:
             opts: dict[str, Any] = {"readonly": self.readonly, "format": fmt}
             self.g.add_drive_opts(str(self.image), **opts)
             self.g.set_network(self.network)
             interruptible_launch(self.g)
+            launched = True
             self._inspect_and_mount()
         except BaseException:
-            self._close()
+            self._close(flush=launched)  # an interrupted launch has no appliance to sync
             raise
         return self
 
