@@ -62,6 +62,20 @@ def exit_code() -> int:
     return EXIT_TERMINATED if _first == signal.SIGTERM else EXIT_INTERRUPTED
 
 
+def exiting() -> None:
+    """The clean-up is done and the process is about to exit with exit_code(): ignore further
+    signals. Why: at interpreter shutdown Python puts SIGINT back to its default action, so a
+    second Ctrl-C landing in those last milliseconds would kill the process by the signal
+    (exit -2) instead of the documented 130. SIG_IGN survives the shutdown."""
+    if _first is None:
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (OSError, ValueError):
+            pass
+
+
 def reset() -> None:
     """Forget a handled signal (tests that run several commands in one process)."""
     global _first, _more

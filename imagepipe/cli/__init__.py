@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         code = interrupts.exit_code()  # 130 SIGINT, 143 SIGTERM
         print("interrupted; cleaned up", file=sys.stderr)
         ui.emit("error", message="interrupted", exit_code=code)
+        interrupts.exiting()
         sys.exit(code)
     except ImagepipeError as exc:
         if ui.settings.debug:
@@ -98,7 +99,10 @@ def main(argv: list[str] | None = None) -> None:
         from imagepipe import redact
 
         print(f"error: {redact.urls(str(exc))}", file=sys.stderr)
-        code = interrupts.exit_code() if exc.exit_code == EXIT_INTERRUPTED else exc.exit_code
+        # a tool killed by the signal fails with its own error: still an interrupt (130/143)
+        interrupted = exc.exit_code == EXIT_INTERRUPTED or interrupts.received() is not None
+        code = interrupts.exit_code() if interrupted else exc.exit_code
         ui.emit("error", message=str(exc), kind=type(exc).__name__, exit_code=code)
+        interrupts.exiting()  # only acts once a signal was received
         sys.exit(code)
     sys.exit(rc if isinstance(rc, int) else 0)
