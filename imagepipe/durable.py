@@ -30,13 +30,37 @@ def refuse_overwrite(dst: Path, force: bool) -> None:
     --force. Checked before any work, so nothing runs for minutes and then fails;
     `publish(force=False)` enforces it again, race-free, when the file is renamed into place.
     """
+    refuse_special(dst)
     if not force and (dst.exists() or dst.is_symlink()):
         raise InputError(f"{dst}: already exists", "pass --force to replace it")
 
 
+def refuse_special(dst: Path) -> None:
+    """Raise InputError if DST exists and is not a regular file (a device node, a FIFO, a
+    socket, a directory, or a symlink to one). Why: `--force` means "replace my old output",
+    never "turn /dev/null into a disk image" or unlink a FIFO another program reads."""
+    import stat
+
+    try:
+        st = os.stat(dst)  # follows a symlink: what it points at is what the user named
+    except FileNotFoundError:
+        return  # nothing there (or a dangling symlink, which the rename replaces)
+    except OSError as exc:
+        raise InputError(f"{dst}: cannot check the destination: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a device node"
+                if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a FIFO"
+                if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "not a regular file")
+        raise InputError(f"{dst}: is {kind}; imagepipe only replaces regular files",
+                         "write to a regular file path instead")
+
+
 def publish(tmp: Path, dst: Path, force: bool) -> None:
-    """fsync the file, move it to DST without clobbering (unless force), fsync the directory."""
+    """fsync the file, move it to DST without clobbering (unless force), fsync the directory.
+    Never replaces anything but a regular file (see `refuse_special`)."""
     fsync_path(tmp)
+    refuse_special(dst)
     if force:
         os.replace(tmp, dst)
     else:

@@ -103,9 +103,11 @@ def _instance_id(meta_data: bytes) -> str:
 
 
 def image_format(path: Path) -> str:
-    from imagepipe.tools import qemu_img
+    """The format of an image guest work may open: probed like `convert` does (backing files,
+    external data files and foreign extents refused, exit 2)."""
+    from imagepipe.tools.guestfs import probed_format
 
-    fmt = qemu_img.info(path).get("format")
+    fmt = probed_format(path, None)
     if fmt not in ("raw", "qcow2"):
         raise InputError(
             f"{path}: guest work needs a raw or qcow2 image, not {fmt}",
@@ -131,6 +133,11 @@ def working_copy(src: Path, out: Path | None, *, in_place: bool = False,
 
     refuse_overwrite(out, force)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    from imagepipe.durable import refuse_special
+    from imagepipe.tools.guestfs import probed_format
+
+    probed_format(src, None)  # never copy (and then open) an image that names host files
+    refuse_special(out)
     try:
         from imagepipe.durable import publish
         from imagepipe.tools.run import run

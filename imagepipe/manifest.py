@@ -45,6 +45,10 @@ def redact(value: Any) -> Any:
         return {k: (REDACTED if is_secret(str(k), v) else redact(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
+    if isinstance(value, str):
+        from imagepipe import redact as redact_mod
+
+        return redact_mod.urls(value)  # https://user:pw@host -> https://***@host
     return value
 
 

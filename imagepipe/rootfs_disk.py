@@ -200,12 +200,12 @@ def build_bootstrap_disk(tarball: Path, out: Path, *, size: int | None = None,
 def _guestfs(disk: Path) -> Iterator[Any]:
     """A libguestfs handle on a raw `disk` with no OS yet (GuestSession inspects, so it cannot
     open a blank disk), with the accel decision's backend settings, always closed."""
-    from imagepipe.tools.guestfs import new_handle
+    from imagepipe.tools.guestfs import interruptible_launch, new_handle
 
     g = new_handle()
     try:
         g.add_drive_opts(str(disk), format="raw", readonly=False)
-        g.launch()
+        interruptible_launch(g)  # Ctrl-C during the launch is not deferred until it ends
         yield g
         g.umount_all()
         g.shutdown()

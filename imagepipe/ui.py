@@ -44,8 +44,10 @@ def configure(*, json_mode: bool = False, verbose: int = 0, debug: bool = False)
 def emit(event: str, **data: Any) -> None:
     """Write one machine-readable event (only in --json mode)."""
     if settings.json:
-        sys.stdout.write(json.dumps({"event": event, "time": round(time.time(), 3), **data},
-                                    default=str) + "\n")
+        from imagepipe import redact
+
+        line = json.dumps({"event": event, "time": round(time.time(), 3), **data}, default=str)
+        sys.stdout.write(redact.urls(line) + "\n")  # no user:pw@ in any event
         sys.stdout.flush()
         settings.last_emit = time.monotonic()
 
@@ -63,8 +65,10 @@ def info(message: str, **data: Any) -> None:
     if settings.json:
         emit("info", message=message, **data)
     else:
+        from imagepipe import redact
+
         _clear_status()
-        print(message, file=sys.stderr, flush=True)
+        print(redact.urls(message), file=sys.stderr, flush=True)
 
 
 def detail(message: str) -> None:
@@ -80,8 +84,10 @@ def warn(message: str) -> None:
     if settings.json:
         emit("warning", message=message)
     else:
+        from imagepipe import redact
+
         _clear_status()
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        print(f"warning: {redact.urls(message)}", file=sys.stderr, flush=True)
 
 
 def result(message: str | None = None, **data: Any) -> None:

@@ -1,17 +1,16 @@
 """The `imagepipe` command line.
 
 This is the only place that maps errors to exit codes (0 ok, 1 failed, 2 bad input, 130
-interrupted). Subcommands live in their own modules and are imported lazily, only when invoked,
-so `imagepipe --version` stays fast and a broken optional dependency (the oVirt SDK, guestfs)
-cannot break unrelated commands.
+interrupted by SIGINT, 143 terminated by SIGTERM; see imagepipe.interrupts). Subcommands
+live in their own modules and are imported lazily, only when invoked, so `imagepipe
+--version` stays fast and a broken optional dependency (the oVirt SDK, guestfs) cannot break
+unrelated commands.
 """
 
 from __future__ import annotations
 
 import importlib
-import signal
 import sys
-from typing import Any
 
 import click
 
@@ -85,14 +84,11 @@ def cli(verbose: int, debug: bool, json_mode: bool) -> None:
     ui.configure(json_mode=json_mode, verbose=verbose, debug=debug)
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    # Unwind exactly like Ctrl-C so every ExitStack clean-up runs.
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI and map the outcome to an exit code."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    from imagepipe import interrupts
+
+    interrupts.install()  # first SIGINT/SIGTERM unwinds; more are noted, never re-raised
     try:
         rc = cli.main(args=argv, prog_name="imagepipe", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -101,19 +97,24 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         ui.emit("error", message=exc.format_message(), exit_code=EXIT_BAD_INPUT)
         sys.exit(EXIT_BAD_INPUT)
-    except click.exceptions.Abort:
-        print("interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        code = interrupts.exit_code()  # 130 SIGINT, 143 SIGTERM
         print("interrupted; cleaned up", file=sys.stderr)
-        ui.emit("error", message="interrupted", exit_code=EXIT_INTERRUPTED)
-        sys.exit(EXIT_INTERRUPTED)
+        ui.emit("error", message="interrupted", exit_code=code)
+        interrupts.exiting()
+        sys.exit(code)
     except ImagepipeError as exc:
         if ui.settings.debug:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        ui.emit("error", message=str(exc), kind=type(exc).__name__, exit_code=exc.exit_code)
-        sys.exit(exc.exit_code)
+        from imagepipe import redact
+
+        print(f"error: {redact.urls(str(exc))}", file=sys.stderr)
+        # a tool killed by the signal fails with its own error: still an interrupt (130/143)
+        interrupted = exc.exit_code == EXIT_INTERRUPTED or interrupts.received() is not None
+        code = interrupts.exit_code() if interrupted else exc.exit_code
+        ui.emit("error", message=str(exc), kind=type(exc).__name__, exit_code=code)
+        interrupts.exiting()  # only acts once a signal was received
+        sys.exit(code)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -49,11 +49,18 @@ def local_url(url: str, what: str) -> str:
 @click.option("--decompress", is_flag=True,
               help="Also decompress (.xz .gz .zst .bz2) into the store and use that file.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Also place the file here (a directory: under the URL's file name).")
+              help="Also place a copy here (a directory: under the URL's file name; reflink "
+                   "where the filesystem can, else a sparse copy; never a hardlink into the "
+                   "store).")
+@click.option("--max-size", metavar="SIZE",
+              help="Refuse a download larger than this (e.g. 4G; default 64G).")
+@click.option("--allow-private-file", is_flag=True,
+              help="Allow a file:// source that other users cannot read.")
 @force_option
 @store_option
 def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tuple[str, ...],
-          insecure_no_checksum: bool, decompress: bool, output: Path | None, force: bool,
+          insecure_no_checksum: bool, decompress: bool, output: Path | None,
+          max_size: str | None, allow_private_file: bool, force: bool,
           store: Path | None) -> None:
     """Download URL into the store (verified, resumable) and print its store path."""
     from imagepipe.durable import refuse_overwrite
@@ -71,10 +78,18 @@ def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tup
     mirrors = tuple(local_url(m, "--mirror") for m in mirrors)
     if output is not None and not output.is_dir():
         refuse_overwrite(output, force)
+    limit = None
+    if max_size is not None:
+        from imagepipe.recipe.validate import parse_size
+
+        limit = parse_size(max_size)
+        if not limit:
+            raise InputError(f"--max-size {max_size!r} is not a size", "e.g. 4G or 512M")
     st = Store(store)
     try:
         res = fetch_result(Download(url=url, checksum=checksum, checksum_url=checksum_url,
-                                    mirrors=mirrors, insecure_no_checksum=insecure_no_checksum),
+                                    mirrors=mirrors, insecure_no_checksum=insecure_no_checksum,
+                                    max_size=limit, allow_private_file=allow_private_file),
                            st)
         path, digest = res.path, res.digest
         if decompress:
@@ -85,7 +100,7 @@ def fetch(url: str, checksum: str | None, checksum_url: str | None, mirrors: tup
             if output.is_dir():
                 output = output / (path.name if decompress else file_name(url))
                 refuse_overwrite(output, force)
-            how = copy_out(path, output)
+            how = copy_out(path, output, hardlink=False)  # writes to it must not reach the store
             ui.info(f"placed {output} ({how})")
     finally:
         st.holds.close()

@@ -87,8 +87,11 @@ def _options(retries: int, disk_timeout: float, verify: bool) -> Any:
 
 
 def _image(path: Path) -> Path:
+    """IMAGE checked locally, before the engine is contacted."""
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a disk image")
     return path
 
 
@@ -118,9 +121,10 @@ def upload_disk_cmd(cfg: Any, image: Path, storage_domain: str, name: str | None
     from imagepipe.targets.ovirt import connect, upload_disk
     from imagepipe.targets.ovirt.transfer import image_info
 
-    image_info(image, raw_ok=fmt == "raw")  # no such file / not an image: exit 2, no network
+    image = _image(image)  # exit 2 before any network
+    image_info(image, raw_ok=fmt == "raw")  # not an image: exit 2, no network
     with connect(cfg) as con:
-        r = upload_disk(con, cfg, _image(image), storage_domain=storage_domain, name=name,
+        r = upload_disk(con, cfg, image, storage_domain=storage_domain, name=name,
                         fmt=fmt, sparse=sparse, options=_options(retries, disk_timeout, verify))
     ui.result(f"disk {r.name} uploaded: id {r.disk_id}, checksum {r.checksum or 'not verified'}"
               f", {r.attempts} attempt(s), {r.seconds:.1f}s", **r.to_dict())
@@ -138,8 +142,9 @@ def upload_iso_cmd(cfg: Any, iso: Path, storage_domain: str, name: str | None, r
     """Upload an installer ISO to a data domain (content type iso, raw, preallocated)."""
     from imagepipe.targets.ovirt import connect, upload_iso
 
+    iso = _image(iso)  # exit 2 before any network
     with connect(cfg) as con:
-        r = upload_iso(con, cfg, _image(iso), storage_domain=storage_domain, name=name,
+        r = upload_iso(con, cfg, iso, storage_domain=storage_domain, name=name,
                        options=_options(retries, disk_timeout, verify))
     ui.result(f"ISO {r.name} uploaded: id {r.disk_id}", **r.to_dict())
 
@@ -186,6 +191,7 @@ def make_template_cmd(cfg: Any, image: Path, storage_domain: str, cluster: str, 
     from imagepipe.bootloader import OVIRT_BIOS_TYPES
     from imagepipe.targets.ovirt import TemplateSpec, connect, make_template
 
+    image = _image(image)  # exit 2 before any network
     script = _read_user_data(user_data) if user_data else None
     if not description.strip():
         raise InputError("--description must not be empty")
@@ -196,7 +202,7 @@ def make_template_cmd(cfg: Any, image: Path, storage_domain: str, cluster: str, 
                         version_name=version_name,
                         bios_type=OVIRT_BIOS_TYPES[firmware] if firmware else None)
     with connect(cfg) as con:
-        r = make_template(con, cfg, _image(image), spec,
+        r = make_template(con, cfg, image, spec,
                           options=_options(retries, disk_timeout, verify))
     verb = "already published as" if r.reused else "created"
     what = r.template_name + (f" version {r.version_number} ({r.version_name})"

@@ -94,8 +94,15 @@ def known_top_level_keys(schema: dict[str, Any]) -> set[str]:
 
 def validate_user_data(path: Path) -> list[Problem]:
     """Every problem in the user-data at `path` (empty list = fine). Never raises on bad input."""
+    from imagepipe.limits import MAX_USER_DATA_BYTES, human
+
     name = str(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_USER_DATA_BYTES:
+            return [Problem(name, None, None, "", f"user-data is {human(size)}, more than the "
+                            f"{human(MAX_USER_DATA_BYTES)} limit",
+                            "install large files with customize.files or packages instead")]
         raw = path.read_bytes()
     except OSError as e:
         return [

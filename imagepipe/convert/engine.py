@@ -53,7 +53,7 @@ def _check_paths(src: Path, dst: Path, force: bool) -> None:
         raise InputError(f"{dst.parent}: destination directory does not exist")
     if dst.is_dir():
         raise InputError(f"{dst}: is a directory", "give a file name for the output")
-    durable.refuse_overwrite(dst, force)
+    durable.refuse_overwrite(dst, force)  # also with --force: never a device node or FIFO
 
 
 def _target_size(virtual_size: int, plan: OutputPlan, resize: bool) -> int:

@@ -23,6 +23,7 @@ from imagepipe import ui
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.fetch import checksums
 from imagepipe.fetch.transfer import (
+    MAX_DOWNLOAD_BYTES,
     PermanentError,
     TransientError,
     backoff_sleep,
@@ -85,6 +86,8 @@ def fetch(download: Download, store: Store) -> Path:
 
 
 def fetch_result(download: Download, store: Store, *, quiet: bool = False) -> FetchResult:
+    for url in [*urls_of(download), *([download.checksum_url] if download.checksum_url else [])]:
+        check_file_url(url, download.allow_private_file)  # before any byte moves
     http = session()
     want, source = expected_digest(download, http)
     warnings: list[str] = []
@@ -99,7 +102,9 @@ def fetch_result(download: Download, store: Store, *, quiet: bool = False) -> Fe
         if want is not None and (hit := store.get_object(want)) is not None:
             return FetchResult(hit, want, None, source, 0, warnings)  # a concurrent fetch won
         before = part.stat().st_size if part.exists() else 0
-        url, got, moved = _download_any(urls_of(download), part, algo, http, want, quiet)
+        limit = download.max_size or MAX_DOWNLOAD_BYTES
+        url, got, moved = _download_any(urls_of(download), part, algo, http, want, quiet,
+                                        limit)
         digest = f"{algo}:{got}"
         path = store.put_object(part, digest)
     if want is None:  # said only once the download succeeded
@@ -123,14 +128,36 @@ class _part_lock:
         os.close(self.fd)
 
 
+def check_file_url(url: str, allow_private: bool) -> None:
+    """A file:// source must be readable by every user unless `allow_private`: its bytes end
+    up in world-readable store objects and published images, so /etc/shadow must not become
+    a disk image by accident. InputError (exit 2) names the file and the flag."""
+    import stat
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(url)
+    if parsed.scheme != "file" or allow_private:
+        return
+    path = Path(unquote(parsed.path))
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # missing: the download reports it with the other mirrors
+    if not mode & stat.S_IROTH:
+        raise InputError(f"{path}: other users cannot read this file (mode "
+                         f"{stat.S_IMODE(mode):04o}); refusing to copy it into the store",
+                         "if it really is the source, set allow_private_file: true "
+                         "(fetch --allow-private-file)")
+
+
 def _download_any(urls: Sequence[str], part: Path, algo: str, http: Any, want: str | None,
-                  quiet: bool) -> tuple[str, str, int]:
+                  quiet: bool, limit: int) -> tuple[str, str, int]:
     """Try each URL in order; return (url, hex digest, bytes in the file)."""
     errors: list[str] = []
     for url in urls:
         for attempt in range(2):
             resumed = part.exists() and part.stat().st_size > 0
-            got = _download_one(url, part, algo, http, errors, quiet or len(urls) == 1)
+            got = _download_one(url, part, algo, http, errors, quiet or len(urls) == 1, limit)
             if got is None:
                 break  # this URL failed; try the next mirror
             if want is None or f"{algo}:{got}" == want:
@@ -155,7 +182,7 @@ def _download_any(urls: Sequence[str], part: Path, algo: str, http: Any, want: s
 
 
 def _download_one(url: str, part: Path, algo: str, http: Any, errors: list[str],
-                  quiet: bool) -> str | None:
+                  quiet: bool, limit: int) -> str | None:
     """Download (or resume) `url` into `part` with retries; hex digest, or None on failure."""
     label = checksums.file_name(url) or url
     with ui.Progress(f"fetch {label}", unit="B") as bar:
@@ -163,7 +190,8 @@ def _download_one(url: str, part: Path, algo: str, http: Any, errors: list[str],
             bar.set(done, total)
 
         try:
-            return str(_with_retries(url, lambda u: download(u, part, algo, http, progress)))
+            return str(_with_retries(url, lambda u: download(u, part, algo, http, progress,
+                                                             limit=limit)))
         except (TransientError, PermanentError) as exc:
             errors.append(str(exc))
             if not quiet:

@@ -20,6 +20,7 @@ from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
 from imagepipe.errors import ImagepipeError, InputError
+from imagepipe.limits import MAX_DOWNLOAD_BYTES, human
 
 log = logging.getLogger("imagepipe.fetch")
 CHUNK = 1 << 20
@@ -32,6 +33,18 @@ class TransientError(ImagepipeError):
 
 class PermanentError(ImagepipeError):
     """Not worth retrying this URL (404, 403, bad scheme); try the next mirror."""
+
+
+class TooLarge(InputError):
+    """The download is larger than `max_size` (exit 2); its `.part` has been removed."""
+
+
+def _too_large(url: str, part: Path, size: int, limit: int, announced: bool) -> TooLarge:
+    part.unlink(missing_ok=True)
+    what = "announces" if announced else "sent more than"
+    return TooLarge(f"{url}: the server {what} {human(size)}, more than max_size "
+                    f"{human(limit)}; nothing was stored",
+                    "raise the source's max_size: if this file really is that large")
 
 
 def session() -> Any:
@@ -100,14 +113,17 @@ def hash_prefix(part: Path, algo: str) -> _Hasher:
 
 
 def download(url: str, part: Path, algo: str, http: Any,
-             progress: Callable[[int, int | None], None]) -> str:
+             progress: Callable[[int, int | None], None], *,
+             limit: int = MAX_DOWNLOAD_BYTES) -> str:
     """Append the missing rest of `url` to `part`; return the hex digest of the whole file.
 
-    `progress(done, total)` is called as bytes arrive. Raises TransientError / PermanentError.
+    `progress(done, total)` is called as bytes arrive. Raises TransientError / PermanentError,
+    or TooLarge past `limit` bytes (announced or streamed; the `.part` is removed). All-zero
+    blocks are skipped, not written, so a sparse raw image stays sparse in the store.
     """
     scheme = urlparse(url).scheme
     if scheme == "file":
-        return _copy_file(Path(unquote(urlparse(url).path)), part, algo, progress)
+        return _copy_file(Path(unquote(urlparse(url).path)), part, algo, progress, limit)
     if scheme not in ("http", "https"):
         raise PermanentError(f"unsupported URL scheme in {url!r}",
                              "use http://, https:// or file://")
@@ -137,27 +153,35 @@ def download(url: str, part: Path, algo: str, http: Any,
         if resp.status_code == 200:
             have = 0  # no resume support: start over
         length = resp.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
+        total = have + int(length) if length is not None and length.isdigit() else None
+        if total is not None and total > limit:
+            raise _too_large(url, part, total, limit, announced=True)
         hasher = hash_prefix(part, algo) if have else _Hasher(algo)
-        mode = "ab" if have else "wb"
-        return _stream(resp, url, part, mode, have, total, hasher, progress)
+        return _stream(resp, url, part, have, total, hasher, progress, limit)
 
 
-def _stream(resp: Any, url: str, part: Path, mode: str, have: int, total: int | None,
-            hasher: _Hasher, progress: Callable[[int, int | None], None]) -> str:
+def _stream(resp: Any, url: str, part: Path, have: int, total: int | None,
+            hasher: _Hasher, progress: Callable[[int, int | None], None], limit: int) -> str:
     import requests
     import urllib3
 
     done = have
     progress(done, total)
     try:
-        with open(part, mode) as out:
+        with open(part, "r+b" if have else "wb") as out:
+            out.seek(have)
             done = _pump(lambda: resp.raw.read(CHUNK, decode_content=False), out, hasher,
-                         done, total, progress)
+                         done, total, progress, limit)
+    except TooLarge:
+        hasher.abandon()
+        raise _too_large(url, part, limit + 1, limit, announced=False) from None
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         hasher.abandon()
         if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
-            raise ImagepipeError(f"cannot write {part}: {exc}") from None
+            part.unlink(missing_ok=True)  # a full disk must not stay full of our .part
+            raise ImagepipeError(f"cannot write {part}: {exc}",
+                                 "free space in the store (imagepipe cache gc) and retry; "
+                                 "the partial download was removed") from None
         got = part.stat().st_size if part.exists() else 0
         raise TransientError(f"{url}: connection lost after {got} bytes ({exc})") from None
     except BaseException:
@@ -177,24 +201,54 @@ def _total_from_range(value: str | None) -> int | None:
 
 
 def _copy_file(src: Path, part: Path, algo: str,
-               progress: Callable[[int, int | None], None]) -> str:
+               progress: Callable[[int, int | None], None], limit: int) -> str:
     if not src.is_file():
         raise PermanentError(f"file not found: {src}")
     total = src.stat().st_size
+    if total > limit:
+        raise _too_large(str(src), part, total, limit, announced=True)
     hasher = _Hasher(algo)
-    with open(src, "rb") as f, open(part, "wb") as out:
-        _pump(lambda: f.read(CHUNK * 4), out, hasher, 0, total, progress)
+    try:
+        with open(src, "rb") as f, open(part, "wb") as out:
+            _pump(lambda: f.read(CHUNK * 4), out, hasher, 0, total, progress, limit)
+    except OSError as exc:
+        hasher.abandon()
+        part.unlink(missing_ok=True)
+        raise ImagepipeError(f"cannot copy {src} into {part}: {exc}") from None
+    except BaseException:
+        hasher.abandon()
+        raise
     return hasher.hexdigest()
 
 
+_ZERO = bytes(CHUNK * 4)
+
+
+def _all_zero(data: bytes) -> bool:
+    """memcmp against a zero buffer: ~10x faster than bytes.count, and stops at the first
+    non-zero byte of ordinary data."""
+    if len(data) == len(_ZERO):
+        return data == _ZERO
+    return data == bytes(len(data))
+
+
 def _pump(read: Callable[[], bytes], out: IO[bytes], hasher: _Hasher, done: int,
-          total: int | None, progress: Callable[[int, int | None], None]) -> int:
-    """Copy read() chunks to `out` and the hasher until EOF; return bytes so far."""
+          total: int | None, progress: Callable[[int, int | None], None],
+          limit: int = MAX_DOWNLOAD_BYTES) -> int:
+    """Copy read() chunks to `out` and the hasher until EOF; return bytes so far. All-zero
+    chunks become holes (a seek; the final truncate sets the size), so sparse images stay
+    sparse. Raises TooLarge once more than `limit` bytes arrived."""
     while data := read():
-        out.write(data)
         hasher.update(data)
         done += len(data)
+        if done > limit:
+            raise TooLarge("too large")
+        if _all_zero(data):
+            out.seek(len(data), 1)
+        else:
+            out.write(data)
         progress(done, total)
+    out.truncate(done)
     out.flush()
     return done
 

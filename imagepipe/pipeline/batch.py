@@ -7,9 +7,13 @@ the summary is read from each build's `--json` result event rather than scraped 
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,7 +69,47 @@ def run_all(recipes: list[Path], *, jobs: int, build_args: list[str],
     else:
         log_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(lambda r: _one(r, build_args, log_dir), recipes))
+        try:
+            return list(pool.map(lambda r: _one(r, build_args, log_dir), recipes))
+        except BaseException:
+            _forward_interrupt()  # then the pool waits while each child cleans up
+            raise
+
+
+_children: set[subprocess.Popen[str]] = set()
+_children_lock = threading.Lock()
+
+
+def _forward_interrupt() -> None:
+    """Pass the signal that stopped us (SIGTERM if none) to every child build: a SIGTERM sent
+    to this process alone must stop them too (a terminal's Ctrl-C already reached them; a
+    second SIGINT is only noted by their signal handler)."""
+    from imagepipe import interrupts
+
+    sig = interrupts.received() or signal.SIGTERM
+    with _children_lock:
+        for proc in _children:
+            try:
+                proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+
+def _run_child(argv: list[str], stderr: Any) -> subprocess.CompletedProcess[str]:
+    """subprocess.run, with the child registered for _forward_interrupt and killed by the
+    kernel if this process is killed (PR_SET_PDEATHSIG, as tools.run does)."""
+    from imagepipe.tools.run import die_with_parent
+
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                            preexec_fn=functools.partial(die_with_parent, os.getpid()))
+    with _children_lock:
+        _children.add(proc)
+    try:
+        out, _ = proc.communicate()
+    finally:
+        with _children_lock:
+            _children.discard(proc)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, None)
 
 
 def _one(recipe: Path, build_args: list[str], log_dir: Path | None) -> BatchResult:
@@ -77,10 +121,10 @@ def _one(recipe: Path, build_args: list[str], log_dir: Path | None) -> BatchResu
     # the child builds (they run from worker threads, which never see KeyboardInterrupt to
     # kill them). In our process group each child gets SIGINT and cleans up after itself.
     if log is None:  # dry run: the child's plan lines are relayed, its result parsed
-        proc = subprocess.run(argv + ["--dry-run"], stdout=subprocess.PIPE, text=True)
+        proc = _run_child(argv + ["--dry-run"], None)
     else:
         with open(log, "w") as err:
-            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, text=True)
+            proc = _run_child(argv, err)
     seconds = time.monotonic() - start
     result: dict[str, Any] = {}
     error = ""

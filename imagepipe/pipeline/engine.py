@@ -31,6 +31,7 @@ from imagepipe.pipeline.plan import Node
 from imagepipe.recipe.model import Recipe
 from imagepipe.stages.base import Artifact, StageContext, hash_json
 from imagepipe.store import Store
+from imagepipe.store.integrity import verify_inputs
 from imagepipe.tools.run import CANCEL
 
 
@@ -169,12 +170,17 @@ class Engine:
                                  node.stage.version, key, reason)
                     stack.enter_context(thread_log_capture(ctx.log))
                     ui.info(f"running {node.id}")
+                    inputs_intact = verify_inputs(self.store, _input_files(inputs))
                     with ui.stage(node.id, key=key[:12]):
                         art = node.stage.run(ctx, inputs)
+                    inputs_intact()  # a corrupt input fails the stage: never committed
+                    if CANCEL.is_set():  # interrupted meanwhile: never commit (signal model)
+                        raise KeyboardInterrupt
                 ui.phase("storing the result")
                 stored = self.store.commit_stage(
                     key, work, art, label=node.id,
-                    replace=node.id in self.forced or not node.stage.cache_enabled())
+                    replace=node.id in self.forced or not node.stage.cache_enabled(),
+                    inputs={s: a.digest for s, a in inputs.items()})
         except BaseException as exc:
             self._failed(node, work, log_path, exc)
             if isinstance(exc, (ImagepipeError, KeyboardInterrupt, SystemExit)):
@@ -187,8 +193,10 @@ class Engine:
         self.records.append(self._record(node, key, False, seconds, inputs, stored, reason))
 
     def _failed(self, node: Node, work: Any, log_path: Path, exc: BaseException) -> None:
+        from imagepipe import redact
+
         with open(log_path, "a", encoding="utf-8") as log:
-            log.write("".join(traceback.format_exception(exc)))
+            log.write(redact.urls("".join(traceback.format_exception(exc))))
         if self.keep_on_failure and work.path.exists():
             kept = self.build_dir / f"failed-{node.id}"
             os.rename(work.path, kept)
@@ -206,6 +214,14 @@ class Engine:
                            key=key, cached=cached, seconds=seconds,
                            inputs={s: a.digest for s, a in inputs.items()}, artifact=art,
                            reason=reason)
+
+
+def _input_files(inputs: Mapping[str, Artifact]) -> list[Path]:
+    """Every file a stage's inputs hand it (their digests are checked while it runs)."""
+    out: list[Path] = []
+    for art in inputs.values():
+        out += ([art.path] if art.path is not None else []) + list(art.files.values())
+    return out
 
 
 class _ThreadForward(logging.Handler):
@@ -243,7 +259,9 @@ def thread_log_capture(target: logging.Logger) -> Iterator[None]:
 
 def kill_child_groups() -> None:
     """SIGTERM the process groups of our children (tools.run starts each in its own session),
-    so threads blocked on a long qemu-img return at once when the build is interrupted."""
+    so threads blocked on a long qemu-img return at once when the build is interrupted; a
+    child that leads no group (the libguestfs appliance, forked by the library in our group)
+    gets the SIGTERM itself, so a worker blocked in `launch()` returns too."""
     me = os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -254,7 +272,13 @@ def kill_child_groups() -> None:
         except (OSError, ValueError, IndexError):
             continue
         if ppid == me:
+            pid = int(entry.name)
             try:
-                os.killpg(int(entry.name), signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:  # not a group leader: libguestfs's appliance qemu
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            except PermissionError:
                 pass

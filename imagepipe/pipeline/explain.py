@@ -35,6 +35,9 @@ def scrub(value: Any, key: str = "") -> Any:
     if isinstance(value, list):
         return [scrub(v, key) for v in value]
     if isinstance(value, str):
+        from imagepipe import redact
+
+        value = redact.urls(value)
         if is_secret(key, value):
             return REDACTED
         if key == "content" or len(value) > 256:

@@ -22,6 +22,8 @@ class Download:
     checksum_url: str | None = None
     mirrors: tuple[str, ...] = ()
     insecure_no_checksum: bool = False
+    max_size: int | None = None  # bytes; None: imagepipe.limits.MAX_DOWNLOAD_BYTES
+    allow_private_file: bool = False  # file:// of a file other users cannot read
 
 
 @dataclass(frozen=True)

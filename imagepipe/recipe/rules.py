@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from imagepipe.errors import Problem
 from imagepipe.recipe import firmware_rules
-from imagepipe.recipe.schema import NAME_PATTERN
+from imagepipe.recipe.schema import NAME_PATTERN, VERSION_PATTERN
 
 if TYPE_CHECKING:
     from imagepipe.recipe.validate import Checker
@@ -24,12 +24,14 @@ SOURCES = ("image", "iso", "bootstrap")
 
 def apply(c: Checker, d: dict[str, Any], recipe_path: Path) -> None:
     _name(c, d, recipe_path)
+    _image_version(c, d)
     _source(c, d)
     _kernel(c, d)
     _outputs(c, d)
     _customize(c, d)
     _repositories(c, d)
     _seal(c, d)
+    _confined_files(c, d)
     _cloud_init(c, d)
     firmware_rules.apply(c, d)
 
@@ -43,6 +45,18 @@ def _name(c: Checker, d: dict[str, Any], recipe_path: Path) -> None:
     else:
         c.report((), f"no name: and the file name {stem!r} cannot serve as one",
                  "add name: with letters, digits, '.', '_' and '-'")
+
+
+def _image_version(c: Checker, d: dict[str, Any]) -> None:
+    """After `${...}` expansion (so not in the JSON Schema): one safe path component, since
+    it names DIR/NAME/VERSION in the template store."""
+    version = d.get("image_version")
+    if isinstance(version, str) and version and (
+            not re.fullmatch(VERSION_PATTERN.strip("^$"), version) or len(version) > 200):
+        c.report(("image_version",), f"{version!r} is not a safe version directory name",
+                 "one name of letters, digits, '.', '_', '+', '~' and '-', not starting with "
+                 "'.' and without '/'")
+        d.pop("image_version")
 
 
 def _source(c: Checker, d: dict[str, Any]) -> None:
@@ -227,6 +241,35 @@ def _seal(c: Checker, d: dict[str, Any]) -> None:
         return
     for message, hint in unknown_operations(spec):  # every bad name, not just the first
         c.report(("seal", "operations"), message, hint)
+
+
+# Files whose bytes end up in published artifacts (the seed ISO, the installer ISO): they must
+# live in the directory of the recipe file that names them, symlinks resolved, so a recipe
+# cannot copy /etc/shadow into a world-readable seed.iso.
+CONFINED_FILES = (("cloud_init", "user_data"), ("cloud_init", "meta_data"),
+                  ("cloud_init", "network_config"), ("source", "iso", "install", "kickstart"),
+                  ("source", "iso", "install", "preseed"))
+
+
+def _confined_files(c: Checker, d: dict[str, Any]) -> None:
+    for key in CONFINED_FILES:
+        value: Any = d
+        for part in key:
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, Path):
+            continue
+        base = c.base_dir(key)
+        if not value.is_relative_to(base):
+            c.report(key, f"{value} is outside the recipe directory {base}",
+                     "keep files next to the recipe (symlinks are resolved)")
+            _drop(d, key)  # not read or validated further
+
+
+def _drop(d: dict[str, Any], key: tuple[str, ...]) -> None:
+    parent: Any = d
+    for part in key[:-1]:
+        parent = parent.get(part)
+    parent.pop(key[-1], None)
 
 
 def _cloud_init(c: Checker, d: dict[str, Any]) -> None:

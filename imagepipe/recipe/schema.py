@@ -22,6 +22,8 @@ from imagepipe.recipe import model as m
 SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([KkMmGgTt](i?B)?)?\s*$"
 CHECKSUM_PATTERN = r"^(sha256:[0-9a-fA-F]{64}|sha512:[0-9a-fA-F]{128})$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# image_version names a directory in the template store: one path component, no "..", no "/".
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+~-]*$"
 SKIP = {"Recipe.path", "Recipe.data"}  # set by the loader, not written in YAML
 MISSING = dataclasses.MISSING
 
@@ -91,8 +93,9 @@ META: dict[str, dict[str, Any]] = {
     "Recipe.comment": {"doc": "Free-form comment carried to the template (oVirt comment).",
                        "example": "built nightly"},
     "Recipe.image_version": {"doc": "Version of the built image; `${version}` expands to it. "
-                             "Empty: the template store uses a UTC timestamp.",
-                             "example": "1.0.${date}"},
+                             "Empty: the template store uses a UTC timestamp. One path "
+                             "component: letters, digits, '.', '_', '+', '~', '-'.",
+                             "example": "1.0.${date}"},  # VERSION_PATTERN: rules.py
     "Recipe.os_type": {"doc": "OS type hint for publishers (oVirt os type).",
                        "example": "debian_9"},
     "Recipe.source": {"doc": "Where the base system comes from: exactly one of image, iso, "
@@ -114,6 +117,11 @@ META: dict[str, dict[str, Any]] = {
     "Download.mirrors": {"doc": "More URLs of the same file, tried in order."},
     "Download.insecure_no_checksum": {"doc": "Allow a download with no checksum (warned "
                                       "about in the manifest)."},
+    "Download.max_size": {"doc": "Refuse a download larger than this (Content-Length, or a "
+                          "body that keeps coming); default 64G.", "kind": "size",
+                          "example": "4G"},
+    "Download.allow_private_file": {"doc": "Allow a file:// source that other users cannot "
+                                    "read (its bytes end up in world-readable outputs)."},
     "ImageSource.format": {"doc": "Disk format of the download (default: from its content).",
                            "choices": "formats"},
     "IsoInstall.kickstart": {"doc": "Kickstart file added to the ISO (relative to the recipe).",
@@ -232,7 +240,7 @@ META: dict[str, dict[str, Any]] = {
                          "default: ./templates of the current directory)."},
     "LocalPublish.keep": {"doc": "Keep only the newest N versions.", "min": 1},
     "OvirtPublish.engine_url": {"doc": "Engine URL (or OVIRT_URL / profile).",
-                                "pattern": r"^https?://"},
+                                "pattern": r"^https://"},
     "OvirtPublish.username": {"doc": "Engine user, e.g. admin@internal."},
     "OvirtPublish.password_file": {"doc": "File holding the password (never the password)."},
     "OvirtPublish.ca_file": {"doc": "Engine CA certificate."},

@@ -149,7 +149,7 @@ class Checker:
         if node.nonempty and not value.strip():
             self.report(path, "must not be empty")
             return BAD
-        if node.pattern and value and not re.search(node.pattern, value):
+        if node.pattern and value and not re.search(_anchored(node.pattern), value):
             self.report(path, f"{value!r} does not match {node.pattern}", _pattern_hint(node))
             return BAD
         return value
@@ -218,6 +218,13 @@ class Checker:
         return resolved
 
 
+def _anchored(pattern: str) -> str:
+    """Python's `$` also matches before a final newline, so `name: "x\\n"` would pass
+    NAME_PATTERN and become a file name with a newline: end patterns at the true end."""
+    return pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") \
+        else pattern
+
+
 def _expected(node: Node) -> str:
     return {"object": "a mapping", "list": "a list", "str": "a string", "int": "a whole number",
             "bool": "true or false", "size": "a size", "checksum": "a checksum",
@@ -227,7 +234,8 @@ def _expected(node: Node) -> str:
 
 def _pattern_hint(node: Node) -> str | None:
     return {NAME_PATTERN: "use letters, digits, '.', '_' and '-'", r"^/": "must start with /",
-            r"^(https?|file)://": "use an http://, https:// or file:// URL"}.get(
+            r"^(https?|file)://": "use an http://, https:// or file:// URL",
+            r"^https://": "the engine is reached over TLS only: use https://"}.get(
         node.pattern or "")
 
 

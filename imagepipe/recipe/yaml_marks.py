@@ -160,10 +160,14 @@ def parse(text: str, name: str) -> tuple[Doc, list[Problem]]:
             conv.doc.data = conv.convert(node, ())
         except _TooBig as big:
             top = big.path[:1]  # the key whose value explodes
-            msg = (f"YAML aliases expand to more than {MAX_NODES} values or {MAX_ALIASES} "
-                   "alias uses (an alias bomb?)")
-            return Doc(None), [problem(conv.doc.key_marks.get(top), top, msg,
-                                       "write the values out instead of nesting aliases",
+            if conv.aliases:
+                msg = (f"YAML aliases expand to more than {MAX_NODES} values or {MAX_ALIASES} "
+                       "alias uses (an alias bomb?)")
+                hint = "write the values out instead of nesting aliases"
+            else:  # plain size, no aliases: say so, not "bomb"
+                msg = f"more than {MAX_NODES} YAML values: too large for a recipe"
+                hint = "a recipe has a few hundred values; put data in files it references"
+            return Doc(None), [problem(conv.doc.key_marks.get(top), top, msg, hint,
                                        file=name)]
         return conv.doc, conv.problems
     finally:
@@ -171,8 +175,16 @@ def parse(text: str, name: str) -> tuple[Doc, list[Problem]]:
 
 
 def parse_file(path: Path, name: str | None = None) -> tuple[Doc, list[Problem]]:
+    from imagepipe.limits import MAX_RECIPE_BYTES, human
+
     name = name or str(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:  # before reading: a 50 MB file must not cost 13 s
+            return Doc(None), [Problem(name, None, None, "", f"file is {human(size)}, more "
+                                       f"than the {human(MAX_RECIPE_BYTES)} limit for a recipe "
+                                       "or YAML file it references",
+                                       "is this the right file?")]
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         return Doc(None), [Problem(name, None, None, "", f"not UTF-8 text: {e.reason}")]

@@ -301,6 +301,9 @@ def _file_logger(name: str, path: Path, stack: ExitStack) -> logging.Logger:
     logger.setLevel(logging.DEBUG)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    from imagepipe.redact import LogFilter
+
+    handler.addFilter(LogFilter())  # URL credentials masked in every stage log
     logger.addHandler(handler)
 
     def close() -> None:

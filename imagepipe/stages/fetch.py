@@ -27,10 +27,13 @@ class FetchOptions:
     kind: str = "image"  # image | iso
     format: str | None = None  # declared image format (None: detected later)
     decompress: bool = True
+    max_size: int | None = None
+    allow_private_file: bool = False
 
     def download(self) -> Download:
         return Download(url=self.url, checksum=self.checksum, checksum_url=self.checksum_url,
-                        mirrors=self.mirrors, insecure_no_checksum=self.insecure_no_checksum)
+                        mirrors=self.mirrors, insecure_no_checksum=self.insecure_no_checksum,
+                        max_size=self.max_size, allow_private_file=self.allow_private_file)
 
 
 class FetchStage(Stage):
@@ -49,7 +52,8 @@ class FetchStage(Stage):
         return FetchOptions(url=src.url, checksum=src.checksum, checksum_url=src.checksum_url,
                             mirrors=tuple(src.mirrors),
                             insecure_no_checksum=src.insecure_no_checksum, kind=kind,
-                            format=fmt, decompress=kind == "image")
+                            format=fmt, decompress=kind == "image", max_size=src.max_size,
+                            allow_private_file=src.allow_private_file)
 
     def cache_enabled(self) -> bool:
         return self.options.checksum is not None

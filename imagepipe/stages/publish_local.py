@@ -11,6 +11,13 @@ a nightly run where nothing changed publishes nothing.
 Publishers of one recipe take turns (a lock file `DIR/.NAME.publish.lock`), so build-farm workers
 publishing two versions at once never corrupt `latest`, and a rebuilt recipe whose outputs are
 already the newest version publishes nothing the second time.
+
+Confinement: NAME and VERSION are each one safe path component (checked again here, not only
+at validate), so nothing is ever renamed or deleted outside `DIR/NAME/`. Every version
+directory imagepipe publishes holds a `.imagepipe-published` marker; only marked directories
+are replaced or removed by `keep:`, so a directory a user put there is never deleted.
+Integrity: each copied file is hashed and compared with the digest the store recorded, so a
+corrupt cache entry fails the build (and is quarantined) instead of being published.
 """
 
 from __future__ import annotations
@@ -25,8 +32,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagepipe.errors import InputError
 from imagepipe.recipe.model import Recipe
 from imagepipe.stages.base import Artifact, Stage, StageContext
+
+MARKER = ".imagepipe-published"  # in every version directory this stage published
+
+
+def safe_component(value: str, what: str) -> str:
+    """`value` if it is one harmless path component; InputError otherwise."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+~-]*", value) or len(value) > 200:
+        raise InputError(f"{what} {value!r} is not a safe directory name",
+                         "use letters, digits, '.', '_', '+', '~' and '-' (no '/', no "
+                         "leading '.')")
+    return value
 
 
 @dataclass(frozen=True)
@@ -54,7 +75,9 @@ class LocalPublishStage(Stage):
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         o: LocalPublishOptions = self.options
-        base = Path(o.dir) / o.name
+        base = Path(o.dir) / safe_component(o.name, "name")
+        if o.version:
+            safe_component(o.version, "image_version")
         base.mkdir(parents=True, exist_ok=True)
         files = self._files(inputs)
         sums = "".join(f"{digest.split(':', 1)[1]}  {name}\n"
@@ -74,6 +97,11 @@ class LocalPublishStage(Stage):
                 "files": {n: str(base / current / n) for n in files}})
         version = o.version or _fresh(base, time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
         final = base / version
+        if final.parent != base:  # belt and braces after safe_component
+            raise InputError(f"version {version!r} leaves {base}")
+        if (final.exists() or final.is_symlink()) and not _ours(final):
+            raise InputError(f"{final} exists and was not published by imagepipe",
+                             "move it away, or choose another image_version")
         record = {"dir": str(final), "version": version, "unchanged": False,
                   "files": {n: str(final / n) for n in files}}
         record.update(_changes_since(latest, ctx.manifest))
@@ -113,9 +141,16 @@ class LocalPublishStage(Stage):
         ctx.exit_stack.callback(shutil.rmtree, staging, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
+        from imagepipe.hashing import file_digest
+        from imagepipe.store import integrity
+
         for name, (src, _) in files.items():
             how = copy_out(src, staging / name, hardlink=False)
             ctx.log.info("%s: %s", name, how)
+            # hash what was written: a corrupt cache entry never reaches a published dir
+            integrity.check(ctx.store, src, file_digest(staging / name), copy=staging / name)
+        (staging / MARKER).write_text("published by imagepipe; `keep:` may remove this "
+                                      "directory\n")
         manifest = json.loads(json.dumps(ctx.manifest, default=str))
         manifest.setdefault("publish", {})["local"] = record
         for out in manifest.get("outputs", []):
@@ -145,7 +180,7 @@ class LocalPublishStage(Stage):
         if not keep or keep < 1:
             return []
         versions = [d for d in base.iterdir()
-                    if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")]
+                    if not d.name.startswith(".") and _ours(d)]
         versions.sort(key=lambda d: (d / "manifest.json").stat().st_mtime
                       if (d / "manifest.json").exists() else d.stat().st_mtime, reverse=True)
         removed = []
@@ -201,6 +236,11 @@ def _unique() -> str:
     import socket
 
     return f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(3)}"
+
+
+def _ours(d: Path) -> bool:
+    """A real directory (not a symlink) that this stage published (it holds the marker)."""
+    return d.is_dir() and not d.is_symlink() and (d / MARKER).is_file()
 
 
 def _fresh(base: Path, stamp: str) -> str:

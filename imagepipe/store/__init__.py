@@ -22,7 +22,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -197,13 +197,18 @@ class Store:
         return art
 
     def commit_stage(self, key: str, work: WorkDir, artifact: Artifact,
-                     label: str = "", replace: bool = False) -> Artifact:
+                     label: str = "", replace: bool = False,
+                     inputs: Mapping[str, str | None] | None = None) -> Artifact:
         """Hash, fsync and rename a stage's work dir into stages/<key>; return the stored
         artifact (paths in the store, digest set). `label` names the stage in `cache ls`;
         `replace` swaps out an existing entry (a forced rerun) instead of keeping it."""
         entry = self.stage_path(key)
         data = self._describe(work.path, entry, artifact)
         data["label"] = label
+        data["inputs"] = dict(inputs or {})  # slot -> digest: `cache verify` follows the chain
+        from imagepipe import redact
+
+        data["metadata"] = redact.deep(data["metadata"])  # no user:pw@ from source URLs
         (work.path / "artifact.json").write_text(json.dumps(data, indent=1, sort_keys=True))
         fsync_tree(work.path)
         if replace and entry.exists():
@@ -305,6 +310,14 @@ class Store:
                     removed.append(work)
             finally:
                 os.close(fd)
+        for gdir in (self.root / "tmp").glob("guestfs.*"):  # libguestfs temp of a dead process
+            pid = gdir.name.split(".", 1)[1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(gdir, ignore_errors=True)
+                removed.append(gdir)
+        from imagepipe.tools.orphans import sweep
+
+        removed += sweep()  # boot-test VMs (daemonized qemu) of a killed imagepipe
         for trash in (self.root / "tmp").glob("trash.*"):  # left by a crashed gc or --force
             if trash.is_dir():
                 shutil.rmtree(trash, ignore_errors=True)
@@ -334,6 +347,16 @@ class Store:
 
 
 _BOOT_ID: list[str] = []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def boot_id() -> str:

@@ -75,7 +75,49 @@ def verify(store: Store) -> list[tuple[Path, str]]:
                                         f"name says {hexd[:16]}..."))
         elif entry.kind == "stage":
             bad.extend(_verify_stage(store, entry.path))
-    return bad
+    return bad + _poisoned(store, bad)
+
+
+def _poisoned(store: Store, bad: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    """Stage entries built (directly or down a chain) from a corrupt object or stage output:
+    their own files hash fine, but their bytes came from bad input, and after the corrupt
+    entry is removed and fetched again under the same digest their cache key would still
+    match. Found through the input digests commit_stage records."""
+    corrupt: set[str] = set()
+    for path, _ in bad:
+        rel = path.relative_to(store.root).parts
+        if rel[0] == "objects":
+            corrupt.add(f"{rel[1]}:{rel[2]}")
+        elif rel[0] == "stages":
+            try:
+                data = json.loads((store.root / "stages" / rel[1] / "artifact.json").read_text())
+                corrupt.add(str(data["digest"]))
+                corrupt.update(str(d) for d in data.get("file_digests", {}).values())
+            except (OSError, ValueError, KeyError):
+                pass
+    records = {}
+    for entry in (store.root / "stages").iterdir():
+        try:
+            records[entry] = json.loads((entry / "artifact.json").read_text())
+        except (OSError, ValueError):
+            continue
+    out: list[tuple[Path, str]] = []
+    flagged = {p.relative_to(store.root).parts[:2] for p, _ in bad}
+    changed = True
+    while changed:  # follow the chain: fetch -> base -> guest -> convert
+        changed = False
+        for entry, data in records.items():
+            if ("stages", entry.name) in flagged:
+                continue
+            hit = [d for d in (data.get("inputs") or {}).values() if d in corrupt]
+            if not hit and data.get("digest") in corrupt:  # passes a corrupt object through
+                hit = [str(data["digest"])]
+            if hit:
+                out.append((entry, f"built from corrupt input {hit[0][:23]}..."))
+                flagged.add(("stages", entry.name))
+                corrupt.add(str(data.get("digest")))
+                changed = True
+    return out
 
 
 def _verify_stage(store: Store, entry: Path) -> list[tuple[Path, str]]:

@@ -19,7 +19,10 @@ def copy_out(src: Path, dst: Path, *, hardlink: bool = True) -> str:
     read-only inode), else a sparse copy. Atomic (temp name + rename). Returns how."""
     import fcntl
 
+    from imagepipe.durable import refuse_special
+
     dst = dst.absolute()
+    refuse_special(dst)
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
     try:
         how = ""
@@ -40,12 +43,23 @@ def copy_out(src: Path, dst: Path, *, hardlink: bool = True) -> str:
             sparse_copy(src, tmp)
             how = "copy"
         if how != "hardlink":
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, 0o644 & ~current_umask())  # a user's umask 077 keeps files private
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return how
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 def sparse_copy(src: Path, dst: Path) -> None:
@@ -62,12 +76,36 @@ def sparse_copy(src: Path, dst: Path) -> None:
                     break
                 raise
             end = os.lseek(sfd, start, os.SEEK_HOLE)
-            offset = start
-            while offset < end:
-                n = os.copy_file_range(sfd, dfd, end - offset, offset, offset)
-                if n == 0:
-                    break
-                offset += n
+            _copy_range(sfd, dfd, start, end)
             pos = end
         os.ftruncate(dfd, size)
         os.fsync(dfd)
+
+
+def _copy_range(sfd: int, dfd: int, start: int, end: int) -> None:
+    """Copy bytes [start, end) at the same offsets: in the kernel with copy_file_range, or,
+    where the kernel refuses (EXDEV across filesystems, EOPNOTSUPP/ENOSYS/EINVAL on some
+    filesystems), with pread/pwrite that skips all-zero blocks so the copy stays sparse."""
+    offset = start
+    while offset < end:
+        try:
+            n = os.copy_file_range(sfd, dfd, end - offset, offset, offset)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            _read_write(sfd, dfd, offset, end)
+            return
+        if n == 0:
+            break
+        offset += n
+
+
+def _read_write(sfd: int, dfd: int, offset: int, end: int, block: int = 1 << 20) -> None:
+    zero = bytes(block)
+    while offset < end:
+        data = os.pread(sfd, min(block, end - offset), offset)
+        if not data:
+            break
+        if data != zero[:len(data)]:  # all-zero blocks stay holes (the file is ftruncated)
+            os.pwrite(dfd, data, offset)
+        offset += len(data)

@@ -126,6 +126,24 @@ def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: i
     if info.get("backing-filename"):
         raise ImageError(f"{src}: has a backing file; flatten it first (qemu-img convert)")
     capacity = int(info["virtual-size"])
+    try:
+        sha = _write_ova_file(src, dst, info, name=name, description=description, cpus=cpus,
+                              memory=memory, os_type=os_type, manifest=manifest,
+                              verify=verify, capacity=capacity, firmware=firmware)
+    except OSError as exc:  # ENOSPC, EIO, EDQUOT...: the temp dir is already gone
+        raise ImagepipeError(f"cannot write {dst}: {exc.strerror or exc}",
+                             "free space on that filesystem; nothing was left behind") from None
+    fsync_path(dst.parent)
+    st = dst.stat()
+    return ImageReport(path=dst, format="ova", subformat="streamOptimized",
+                       virtual_size=capacity, file_size=st.st_size,
+                       allocated_size=st.st_blocks * 512, sha256=sha, verified=verify)
+
+
+def _write_ova_file(src: Path, dst: Path, info: dict[str, Any], *, name: str,
+                    description: str, cpus: int, memory: int, os_type: str, manifest: bool,
+                    verify: bool, capacity: int, firmware: str | None) -> str:
+    """The archive written in a temp dir next to `dst` and renamed onto it; its sha256."""
     disk_name, ovf_name = f"{name}-disk1.vmdk", f"{name}.ovf"
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=dst.parent) as tmp:
@@ -159,11 +177,7 @@ def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: i
         fsync_path(out)
         sha = file_sha256(out)
         os.replace(out, dst)
-    fsync_path(dst.parent)
-    st = dst.stat()
-    return ImageReport(path=dst, format="ova", subformat="streamOptimized",
-                       virtual_size=capacity, file_size=st.st_size,
-                       allocated_size=st.st_blocks * 512, sha256=sha, verified=verify)
+    return sha
 
 
 def ova_params_from_recipe(recipe: Recipe) -> dict[str, Any]:

@@ -64,10 +64,107 @@ def new_handle(accel: str | None = None) -> Any:
         g.set_backend(env.get("LIBGUESTFS_BACKEND", "direct"))
         settings = env.get("LIBGUESTFS_BACKEND_SETTINGS", "")
         g.set_backend_settings(settings.split(":") if settings else [])
+        g.set_tmpdir(str(guestfs_tmpdir()))  # swept by the next build if we are killed
     except BaseException:
         g.close()
         raise
     return g
+
+
+GUESTFS_TMP_PREFIX = "guestfs."
+
+
+def guestfs_tmpdir() -> Path:
+    """STORE/tmp/guestfs.PID: libguestfs's temp files for this process, under the store so
+    that `Store.clean_stale` (run by every build) removes the ones of a process that died
+    (kill -9 skips libguestfs's own clean-up, which used to leave /tmp/libguestfsXXXXXX)."""
+    import os
+
+    from imagepipe.store import default_root
+
+    path = default_root() / "tmp" / f"{GUESTFS_TMP_PREFIX}{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def probed_format(image: Path, fmt: str | None, *, allow_backing: bool = False) -> str:
+    """The image's format after the same safety probe `convert` uses (imagepipe.convert.
+    probe): an image with a backing file, an external data file or a vmdk extent outside it
+    is refused (exit 2) before the appliance opens it; a format the caller named must agree
+    with the content. libguestfs then always gets this explicit format (never its own
+    probing, which would follow the image's metadata)."""
+    from imagepipe import formats
+    from imagepipe.convert.probe import BACKING_HINT, inspect_image
+
+    info, refs = inspect_image(image)
+    if refs and not allow_backing:
+        kind, target = refs[0]
+        raise ImageError(f"{image}: refusing an image with a {kind}: {target}", BACKING_HINT)
+    driver = str(info["format"])
+    if fmt is not None:
+        named = formats.by_driver(fmt) or formats.FORMATS.get(fmt)
+        if named is not None and named.driver != driver:
+            raise ImageError(f"{image}: said to be {fmt} but the content is {driver}")
+    return driver
+
+
+def interruptible_launch(g: Any) -> None:
+    """`g.launch()` in a helper thread while this thread waits in short steps.
+
+    Why: launch is one C call of up to minutes under TCG; Python runs a signal handler only
+    between bytecodes, so Ctrl-C/SIGTERM in the main thread (or CANCEL for a worker) would wait
+    for the whole launch. Waiting here instead, the interrupt arrives at once; the appliance's
+    qemu is then killed, so launch fails fast and the helper thread ends."""
+    import threading
+
+    from imagepipe.tools.run import CANCEL
+
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            g.launch()
+        except BaseException as exc:  # noqa: B036 - re-raised in the waiting thread
+            errors.append(exc)
+
+    helper = threading.Thread(target=work, name="guestfs-launch", daemon=True)
+    helper.start()
+    try:
+        while helper.is_alive():
+            helper.join(0.2)
+            if CANCEL.is_set() and threading.current_thread() is not threading.main_thread():
+                raise KeyboardInterrupt
+    except BaseException:
+        _kill_appliances()
+        helper.join(30)
+        raise
+    if errors:
+        raise errors[0]
+
+
+def _kill_appliances() -> None:
+    """SIGKILL this process's libguestfs appliance qemu(s), found by their temp or socket dir
+    (only on an interrupt, when every session of this process is being abandoned)."""
+    import os
+    import signal
+
+    marker = str(guestfs_tmpdir()).encode()
+    me = str(os.getpid())
+    proc = Path("/proc")
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if ppid == me and b"qemu" in cmdline and (marker in cmdline
+                                                  or b"guestfsd.sock" in cmdline):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 class GuestSession:
@@ -85,19 +182,20 @@ class GuestSession:
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> GuestSession:
+        fmt = probed_format(self.image, self.fmt)  # before any appliance sees the image
         self.g = new_handle(self.accel)
+        launched = False
         try:
-            opts: dict[str, Any] = {"readonly": self.readonly}
-            if self.fmt:
-                opts["format"] = self.fmt
+            opts: dict[str, Any] = {"readonly": self.readonly, "format": fmt}
             if not self.readonly:  # lets fstrim punch the freed blocks out of a qcow2/raw file
                 opts["discard"] = "besteffort"
             self.g.add_drive_opts(str(self.image), **opts)
             self.g.set_network(self.network)
-            self.g.launch()
+            interruptible_launch(self.g)
+            launched = True
             self._inspect_and_mount()
         except BaseException:
-            self._close()
+            self._close(flush=launched)  # an interrupted launch has no appliance to sync
             raise
         return self
 

@@ -155,6 +155,9 @@ class VM:
         # Unix socket paths are limited to 108 bytes: keep the QMP socket in a short temp dir.
         sockdir = Path(tempfile.mkdtemp(prefix="ip-qmp-"))
         self._stack.callback(_rmtree, sockdir)
+        from imagepipe.tools.orphans import mark_owner
+
+        mark_owner(sockdir)  # after kill -9 of imagepipe, the next build stops this VM
         self.qmp_socket = sockdir / "qmp.sock"
         fmt = self.disk_fmt or str(qemu_img.info(self.disk)["format"])
         boot_disk, boot_fmt = self.disk, fmt

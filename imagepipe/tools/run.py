@@ -7,6 +7,7 @@ accidentally use a shell or forget a timeout.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shlex
@@ -85,6 +86,8 @@ def run(
     """
     argv = [str(a) for a in argv]
     require(argv[0])
+    if CANCEL.is_set() and threading.current_thread() is not threading.main_thread():
+        raise KeyboardInterrupt  # interrupted: a worker thread starts no new tool
     log.debug("run: %s", shlex.join(argv))
     full_env = None
     if env is not None:
@@ -101,6 +104,7 @@ def run(
         cwd=cwd,
         text=True,
         start_new_session=True,
+        preexec_fn=functools.partial(die_with_parent, os.getpid()),
     )
     try:
         if streaming:
@@ -119,6 +123,27 @@ def run(
     if check and proc.returncode != 0:
         raise ToolError(argv, proc.returncode, result.stderr or result.stdout)
     return result
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """In the forked child before exec: ask the kernel for SIGKILL when imagepipe dies.
+
+    Why: children run in their own session (so a terminal's Ctrl-C reaches only imagepipe,
+    which stops them in order), which also means nothing stops them if imagepipe is killed
+    with -9; a qemu-img would keep writing into the store. The signal fires when the forking
+    *thread* exits, which is fine here: run() waits for its child in that same thread."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: do not start at all
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
 
 
 def _stream(

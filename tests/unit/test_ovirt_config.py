@@ -17,6 +17,7 @@ from imagepipe.targets.ovirt.templates import expand_name
 def pw(tmp_path: Path) -> Path:
     p = tmp_path / "pw"
     p.write_text("s3cret\n")
+    p.chmod(0o600)  # a password file other users can read is refused
     return p
 
 

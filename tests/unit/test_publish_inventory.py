@@ -33,7 +33,9 @@ def _publish(tmp: Path, data: bytes, packages: list[tuple[str, str]], built: str
     stage = LocalPublishStage(LocalPublishOptions(dir=str(tmp / "templates"), name="web",
                                                   version=version))
     with ExitStack() as stack:
-        ctx = StageContext(recipe=recipe, store=None,  # type: ignore[arg-type]
+        from imagepipe.store import Store
+
+        ctx = StageContext(recipe=recipe, store=Store(tmp / "store"),
                            workdir=tmp / "work", build_dir=tmp, stage_id="publish.local",
                            key="k" * 64, log_path=tmp / "logs" / "p.log", exit_stack=stack,
                            manifest=manifest)

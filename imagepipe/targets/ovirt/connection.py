@@ -94,15 +94,12 @@ def resolve_config(*, url: str | None = None, username: str | None = None,
         raise InputError("no engine URL given",
                          "pass --engine https://engine.example.com, set OVIRT_URL, or add "
                          f"`url:` to {profile_path}")
-    if not url.startswith(("https://", "http://")):
-        raise InputError(f"engine URL must start with https://: {url!r}")
+    if not url.lower().startswith("https://"):  # http:// would send the password in clear
+        raise InputError(f"engine URL must start with https://: {url!r}",
+                         "the engine's API and SSO are served over TLS; use https://ENGINE")
     pw_file = password_file or env.get("OVIRT_PASSWORD_FILE") or prof.get("password_file")
     if pw_file:
-        pw_path = Path(str(pw_file)).expanduser()
-        try:
-            password = pw_path.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise InputError(f"cannot read the password file {pw_path}: {exc.strerror}") from None
+        password = read_password_file(Path(str(pw_file)).expanduser())
     elif env.get("OVIRT_PASSWORD"):
         password = env["OVIRT_PASSWORD"]
     else:
@@ -116,6 +113,36 @@ def resolve_config(*, url: str | None = None, username: str | None = None,
                          "?resource=ca-certificate&format=X509-PEM-CA")
     return EngineConfig(url=url, username=username, password=password, ca_file=ca_path,
                         insecure=bool(insecure or prof.get("insecure") is True))
+
+
+def read_password_file(path: Path) -> str:
+    """The password in `path`, which must be a regular file readable by its owner only (mode
+    0600 or 0400) and hold a non-empty first line. Why so strict: a 0644 password file is a
+    password every local user can read, and an empty one fails only at the engine, later and
+    less clearly (as ssh does with private keys)."""
+    import stat
+
+    from imagepipe.limits import MAX_PASSWORD_FILE_BYTES
+
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"password file {path} is not a regular file")
+        if st.st_mode & 0o077:
+            raise InputError(f"password file {path} has mode {stat.S_IMODE(st.st_mode):04o}: "
+                             "other users may read it", f"chmod 600 {path}")
+        if st.st_size > MAX_PASSWORD_FILE_BYTES:
+            raise InputError(f"password file {path} is {st.st_size} bytes: not a password file",
+                             "put only the password in it")
+        password = path.read_text().split("\n", 1)[0].rstrip("\r")
+    except OSError as exc:
+        raise InputError(f"cannot read the password file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"password file {path} is not UTF-8 text") from None
+    if not password:
+        raise InputError(f"password file {path} is empty",
+                         "write the engine password on its first line")
+    return password
 
 
 def describe_sdk_error(exc: BaseException) -> str:
@@ -150,6 +177,12 @@ def engine_errors(doing: str) -> Iterator[None]:
             raise EngineError(f"{doing}: TLS verification failed: {text}",
                               "pass the engine's CA with --ca-file (or OVIRT_CA_FILE)") from None
         raise EngineError(f"{doing}: {text}") from None
+    except (ImagepipeError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # the SDK's parsers fail oddly on a reply with no/garbled body
+        raise EngineError(f"{doing}: the engine sent a reply imagepipe cannot read "
+                          f"({type(exc).__name__}: {exc or 'empty'})",
+                          "check the engine's logs (a proxy or a failing engine?)") from None
 
 
 @contextmanager
