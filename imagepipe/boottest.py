@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import ui
+from imagepipe.boottest_media import Media
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.recipe.model import HttpCheck
-from imagepipe.tools.qemu import VM, Drive
+from imagepipe.tools.qemu import VM
 from imagepipe.tools.run import sleep_or_cancel
 
 # getty's "<host> login: " prompt. Not anchored at the line end: the identity lines the test
@@ -140,24 +141,31 @@ def _http_ok(check: HttpCheck, host_port: int) -> tuple[bool, str]:
 def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[HttpCheck] = (),
               timeout: float = 600, log_dir: Path, memory: int = 1024**3, cpus: int = 2,
               verify_identity: bool = True, accel: str | None = None,
-              disk_fmt: str | None = None) -> dict[str, Any]:
-    """Boot `image` on an overlay with a fresh seed, run the checks, shut down with ACPI.
+              disk_fmt: str | None = None, datasource: str = "nocloud",
+              hostname: str | None = None) -> dict[str, Any]:
+    """Boot `image` on an overlay with fresh per-VM data, run the checks, shut down with ACPI.
 
-    Returns the manifest record (never raises for a failed check: `passed` says; the stage
-    turns a failure into BootTestFailed). Bad arguments raise InputError."""
-    from imagepipe.cloudinit.seed import build_seed_iso, make_meta_data
+    `datasource` says how the VM gets its data (imagepipe.boottest_media): a `cidata` ISO, an
+    oVirt-style config drive, or nothing (the seed baked into the image). Returns the manifest
+    record (never raises for a failed check: `passed` says; the stage turns a failure into
+    BootTestFailed). Bad arguments raise InputError."""
+    from imagepipe.boottest_media import check_args, make_media, make_per_vm_user_data
 
+    check_args(datasource, hostname)
     image = Path(image)
     if not image.is_file():
         raise InputError(f"{image}: no such image file")
     log_dir.mkdir(parents=True, exist_ok=True)
     nonce = uuid.uuid4().hex[:12]
-    instance_id = f"iid-boottest-{nonce}"
     raw_ud = user_data.read_bytes() if user_data else None
-    seed = log_dir / f"seed-{nonce}.iso"
-    build_seed_iso(seed, make_user_data(raw_ud, nonce), make_meta_data(instance_id))
+    per_vm = make_per_vm_user_data(raw_ud, nonce, f"{MARK}-{nonce}", identity_script(nonce))
+    media = make_media(datasource, log_dir, nonce, per_vm, hostname)
     console_log = log_dir / f"console-{nonce}.log"
-    results = {"login": CheckResult("login"), "cloud-init-final": CheckResult("cloud-init-final")}
+    results = {"login": CheckResult("login"), "cloud-init-final": CheckResult("cloud-init-final"),
+               "datasource": CheckResult("datasource")}
+    if media.hostname:
+        results["hostname"] = CheckResult("hostname")
+        results["marker"] = CheckResult("marker")
     for c in checks:
         name = f"http:{c.port}{c.path}={c.status}"
         results[name] = CheckResult(name)
@@ -174,23 +182,32 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
         try:
             with VM(image, workdir=log_dir / f"vm-{nonce}", disk_fmt=disk_fmt, memory=memory,
                     cpus=cpus, accel=accel, console_log=console_log,
-                    forward_ports=sorted({c.port for c in checks}),
-                    drives=[Drive(seed, fmt="raw", readonly=True)]) as vm:
-                ui.info(f"boot-test: booting {image.name} (console: {console_log})")
-                _watch(vm, checks, results, identity, nonce, start, timeout)
+                    forward_ports=sorted({c.port for c in checks}), drives=media.drives) as vm:
+                ui.info(f"boot-test: booting {image.name}, datasource {datasource} "
+                        f"(console: {console_log})")
+                _watch(vm, checks, results, identity, nonce, start, timeout, media)
                 # A guest that never reached its login prompt has no OS listening to ACPI:
                 # do not wait a minute for it.
                 clean = vm.powerdown(timeout=60 if results["login"].passed else 5)
+                if media.datasource == "none" and before is not None and clean:
+                    # Nothing could be handed in to print the identity: read it back from the
+                    # VM's overlay (the guest is off, its disk is consistent).
+                    identity.update(image_identity(vm.boot_disk, "qcow2", accel))
         finally:
-            seed.unlink(missing_ok=True)
+            for f in media.files:
+                f.unlink(missing_ok=True)
         ident = _identity_check(before, identity) if before is not None else None
-    return _report(results, ident, identity, console_log, clean, start, instance_id)
+    report = _report(results, ident, identity, console_log, clean, start, media.instance_id)
+    report.update(datasource=datasource, hostname=media.hostname,
+                  datasource_used=results["datasource"].detail)
+    return report
 
 
 def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
-           identity: dict[str, Any], nonce: str, start: float, timeout: float) -> None:
+           identity: dict[str, Any], nonce: str, start: float, timeout: float,
+           media: Media) -> None:
     """Poll the console and the HTTP checks until all passed, the VM died or time ran out."""
-    tag = re.compile(rf"{MARK}-{nonce} (machine-id|hostkey)=(.*)$", re.M)
+    tag = re.compile(rf"{MARK}-{nonce} (machine-id|hostkey|hostname|marker)=(.*)$", re.M)
     names = [f"http:{c.port}{c.path}={c.status}" for c in checks]
     deadline = start + timeout
     next_http = 0.0
@@ -201,10 +218,13 @@ def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
             if not results[key].passed and rx.search(text):
                 results[key].passed, results[key].seconds = True, round(now - start, 1)
                 ui.info(f"boot-test: {key} after {now - start:.0f}s")
-        if f"{MARK}-{nonce} done" in text:
+        if results["cloud-init-final"].passed and not results["datasource"].detail:
+            _datasource_check(results["datasource"], text, media, now - start)
+        if f"{MARK}-{nonce} done" in text and not identity:
             found = tag.findall(text)
             identity["machine_id"] = next((v.strip() for k, v in found if k == "machine-id"), "")
             identity["host_keys"] = sorted({v.strip() for k, v in found if k == "hostkey"})
+            _per_vm_checks(results, dict(found), media, now - start)
         if now >= next_http and results["cloud-init-final"].passed:
             next_http = now + 2
             for check, name in zip(checks, names, strict=True):
@@ -214,7 +234,7 @@ def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
                     if ok:
                         results[name].passed, results[name].seconds = True, round(now - start, 1)
                         ui.info(f"boot-test: {detail} after {now - start:.0f}s")
-        if all(r.passed for r in results.values()) and identity:
+        if all(r.passed for r in results.values()) and (identity or media.datasource == "none"):
             return
         if not vm.running():
             results["login"].detail = results["login"].detail or "the VM stopped"
@@ -225,6 +245,31 @@ def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
                     r.detail = f"not seen within {timeout:.0f}s"
             return
         sleep_or_cancel(1)
+
+
+def _datasource_check(r: CheckResult, console: str, media: Media, seconds: float) -> None:
+    """The datasource cloud-init chose (its "finished" line) is the one the drive is for."""
+    from imagepipe.boottest_media import EXPECTED_DS, seen_datasource
+
+    used = seen_datasource(console)
+    if used is None:
+        return
+    want = EXPECTED_DS[media.datasource]
+    r.passed, r.seconds, r.detail = used.startswith(want), round(seconds, 1), used
+    if not r.passed:
+        r.detail = f"{used} (expected {want})"
+
+
+def _per_vm_checks(results: dict[str, CheckResult], found: dict[str, str], media: Media,
+                   seconds: float) -> None:
+    """The hostname and the marker only the per-VM data carries."""
+    for key, want in (("hostname", media.hostname), ("marker", media.marker)):
+        if key not in results:
+            continue
+        got = found.get(key, "").strip()
+        r = results[key]
+        r.passed, r.seconds = got == want, round(seconds, 1)
+        r.detail = f"{got!r}" if r.passed else f"{got!r}, expected {want!r}"
 
 
 def _report(results: dict[str, CheckResult], ident: CheckResult | None,

@@ -25,7 +25,7 @@ class GuestOptions:
 
 class GuestStage(Stage):
     name = "guest"
-    version = 1
+    version = 2
     Options = GuestOptions
     inputs = ("image",)
     tools = ("qemu-img",)
