@@ -72,9 +72,15 @@ def make_plan(recipe: Recipe) -> list[list[Node]]:
     # the converts (the critical path of a build); publish still waits for both.
     level = list(converts)
     if recipe.test.boot is not None:
-        test = _node("test.boot", recipe, inputs={"image": image})
-        if test is not None:
-            level.append(test)
+        from imagepipe.stages.boottest import BootTestStage
+
+        get_stage("test.boot")
+        boots = BootTestStage.options_per_datasource(recipe)
+        for opts in boots:  # one boot per datasource, test.boot.<ds> when there are several
+            nid = "test.boot" if len(boots) == 1 else f"test.boot.{opts.datasource}"
+            test = _node("test.boot", recipe, nid, {"image": image}, opts)
+            if test is not None:
+                level.append(test)
     levels.append(level)
     outputs = {f"output.{i}": n.id for i, n in enumerate(converts)}
     for target in ("ovirt", "local"):

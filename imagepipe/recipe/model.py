@@ -137,6 +137,8 @@ class BootTest:
     http: tuple[HttpCheck, ...] = ()
     memory: int = 1024**3
     cpus: int = 2
+    # How the test VM gets its per-VM data: one boot per entry; () = follow the publish targets
+    datasource: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ def _node_schema(node: Node) -> dict[str, Any]:
         s = {"type": "array", "items": _node_schema(node.item)}
         if node.min_items:
             s["minItems"] = node.min_items
+        if node.one_or_list:
+            return {"anyOf": [_node_schema(node.item), s]}
         return s
     if kind == "map":
         return {"type": "object",
@@ -128,6 +130,8 @@ def _type_text(f: FieldSpec) -> str:
     if n.kind == "list" and n.item is not None:
         text = "list of " + {"object": "mappings", "str": "strings"}.get(n.item.kind,
                                                                         n.item.kind)
+        if n.item.kind == "enum":
+            text = ", ".join(f"`{c}`" for c in n.item.choices) + " (one or a list)"
     if n.kind == "int" and (n.minimum is not None or n.maximum is not None):
         text += f" {n.minimum if n.minimum is not None else ''}..{n.maximum or ''}"
     if f.nullable:

@@ -40,6 +40,7 @@ class Node:
     pattern: str | None = None
     nonempty: bool = False
     min_items: int | None = None
+    one_or_list: bool = False  # a list that may also be written as its single item
 
 
 @dataclass
@@ -172,6 +173,12 @@ META: dict[str, dict[str, Any]] = {
                       "example": [{"port": 80, "path": "/", "status": 200}]},
     "BootTest.memory": {"doc": "Test VM memory.", "kind": "size"},
     "BootTest.cpus": {"doc": "Test VM CPUs.", "min": 1, "max": 64},
+    "BootTest.datasource": {"doc": "How the test VM gets its per-VM data, one boot each: "
+                            "`nocloud` (cidata ISO), `configdrive` (oVirt's config drive), "
+                            "`none` (the baked seed). Default: configdrive when publish.ovirt "
+                            "is set, else nocloud.", "one_or_list": True,
+                            "choices": ("nocloud", "configdrive", "none"),
+                            "example": ["configdrive", "none"]},
     "Test.boot": {"doc": "Boot the image with its seed and check it."},
     "LocalPublish.dir": {"doc": "Template store directory (relative paths: to the recipe; "
                          "default: ./templates of the current directory)."},
@@ -220,13 +227,14 @@ def _node_for(tp: Any, meta: dict[str, Any]) -> Node:
         choices = _presets()
     common = {"minimum": meta.get("min"), "maximum": meta.get("max"),
               "pattern": meta.get("pattern"), "nonempty": meta.get("nonempty", False),
-              "min_items": meta.get("min_items")}
+              "min_items": meta.get("min_items"), "one_or_list": meta.get("one_or_list", False)}
     if kind in ("size", "checksum", "file", "map"):
         return Node(kind, **common)
     if dataclasses.is_dataclass(tp):
         return object_node(tp)  # type: ignore[arg-type]
     if typing.get_origin(tp) is tuple:
-        return Node("list", item=_node_for(typing.get_args(tp)[0], {}), **common)
+        item_meta = {"choices": choices} if choices else {}
+        return Node("list", item=_node_for(typing.get_args(tp)[0], item_meta), **common)
     if choices:
         return Node("enum", choices=tuple(choices), **common)
     simple = {str: "str", int: "int", bool: "bool", Path: "path"}

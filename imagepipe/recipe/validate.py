@@ -115,6 +115,8 @@ class Checker:
         return self.check(spec.node, value, path)
 
     def _list(self, node: Node, value: Any, path: Key) -> Any:
+        if node.one_or_list and not isinstance(value, list | dict):
+            value = [value]
         if not isinstance(value, list):
             return self._wrong(path, "a list", value, "write items as `- item` lines")
         if node.min_items and len(value) < node.min_items:
