@@ -79,6 +79,10 @@ def run_guest_work(
             allow_static_ip=recipe.seal.allow_static_ip,
             allow_password=recipe.seal.allow_password,
         )
+        if ci is not None:  # the recipe validator already failed what was not allowed
+            from imagepipe.cloudinit.lints import lint_record
+
+            record["lints"]["cloud_config"] = lint_record(ci.user_data, ci.network_config)
         record["verification"] = verify(session, sealed["operations"])
     return record
 

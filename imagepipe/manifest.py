@@ -23,12 +23,16 @@ MANIFEST_VERSION = 1
 SECRET = re.compile(r"(^|[_-])(password|passwd|passphrase|token|secret|api_key|private_key|"
                     r"credentials?)($|[_-])", re.IGNORECASE)
 REDACTED = "<redacted>"
+# Audit records kept as they are: their findings name file:line, never a secret's value (the
+# lints' `password_allowed` must stay readable).
+AUDIT_KEYS = frozenset({"lints"})
 
 
 def redact(value: Any) -> Any:
     """A copy of `value` with credential-looking keys' values replaced."""
     if isinstance(value, Mapping):
-        return {k: (REDACTED if SECRET.search(str(k)) and v not in (None, "", False)
+        return {k: (v if k in AUDIT_KEYS else
+                    REDACTED if SECRET.search(str(k)) and v not in (None, "", False)
                     else redact(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
