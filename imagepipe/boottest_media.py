@@ -28,7 +28,7 @@ DATASOURCES = ("nocloud", "configdrive", "none")
 # The datasource cloud-init names in its "finished" line for each kind.
 EXPECTED_DS = {"nocloud": "DataSourceNoCloud", "configdrive": "DataSourceConfigDrive",
                "none": "DataSourceNoCloud"}
-FINAL_DS = re.compile(r"Cloud-init v\. \S+ finished at .*?Datasource (\w+)( \[[^\n]*?\])?")
+FINAL_DS = re.compile(r"Cloud-init v\. \S+ finished at .*?Datasource (\w+)( \[[^\n]*\])?")
 MARKER_FILE = "/var/lib/imagepipe-boot-test/marker"
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.I)
 

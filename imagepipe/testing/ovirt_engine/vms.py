@@ -66,6 +66,8 @@ class VmsMixin:
               "os": body.get("os") or {"type": "other"}, "type": body.get("type") or "desktop",
               "creation_time": now_text(), "stateless": False,
               "cluster": ref("clusters", cluster["id"]), "template": ref("templates", tpl["id"]),
+              # the engine copies the template's initialization into a VM made from it
+              "initialization": body.get("initialization") or tpl.get("initialization"),
               "links": [("diskattachments", f"{API}/vms/{vm_id}/diskattachments"),
                         ("nics", f"{API}/vms/{vm_id}/nics")],
               "_attachments": {}, "_nics": {}}
