@@ -84,7 +84,16 @@ def run_guest_work(
 
             record["lints"]["cloud_config"] = lint_record(ci.user_data, ci.network_config)
         record["verification"] = verify(session, sealed["operations"])
+        record["guest_agent"] = guest_agent(session)
     return record
+
+
+GUEST_AGENTS = ("/usr/sbin/qemu-ga", "/usr/bin/qemu-ga")
+
+
+def guest_agent(session: GuestSession) -> str | None:
+    """The image's qemu guest agent (oVirt reads a VM's IPs and FQDN through it), or None."""
+    return next((p for p in GUEST_AGENTS if session.is_file(p)), None)
 
 
 def _instance_id(meta_data: bytes) -> str:

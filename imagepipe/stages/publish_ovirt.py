@@ -88,6 +88,7 @@ class OvirtPublishStage(Stage):
                             memory=o.memory, cpus=o.cpus, os_type=o.os_type, network=o.network,
                             ballooning=o.ballooning, seal=o.seal, keep=o.keep,
                             disk_format=o.disk_format)
+        agent = _guest_agent_warning(image)
         ctx.log.info("publishing %s to %s as template %s", image.path, cfg.url, o.template_name)
         with connect(cfg) as con:
             r = make_template(con, cfg, image.path, spec)
@@ -97,4 +98,20 @@ class OvirtPublishStage(Stage):
             "engine": cfg.base_url, "storage_domain": o.storage_domain, "cluster": o.cluster,
             "disk_id": r.disk_id, "template_id": r.template_id,
             "template_name": r.template_name, "checksum": r.checksum, "reused": r.reused,
-            "template_disk_ids": r.template_disk_ids, "removed_versions": r.removed_versions})
+            "template_disk_ids": r.template_disk_ids, "removed_versions": r.removed_versions,
+            "guest_agent": agent})
+
+
+def _guest_agent_warning(image: Artifact) -> str | None:
+    """Warn when the guest stage found no qemu guest agent: the engine then shows no IPs or
+    FQDN for VMs made from the template (add `qemu-guest-agent` to the recipe's packages)."""
+    if "guest_agent" not in image.metadata:
+        return None  # no guest stage ran: nothing was checked
+    agent = image.metadata["guest_agent"]
+    if not agent:
+        from imagepipe import ui
+
+        ui.warn("the image has no qemu guest agent: oVirt will not show the IP addresses and "
+                "FQDN of VMs made from this template (add qemu-guest-agent to the recipe's "
+                "packages)")
+    return str(agent) if agent else None

@@ -173,3 +173,23 @@ def test_recipe_datasource_value_or_list(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(base + "[nocloud, floppy]\n")
     r = run_cli("validate", "r.yaml", cwd=tmp_path)
     assert r.returncode == 2 and "r.yaml:8:27: test.boot.datasource[1]" in r.stderr, r.stderr
+
+
+def test_ovirt_publish_warns_without_guest_agent(capsys: pytest.CaptureFixture[str]) -> None:
+    from imagepipe.stages.base import Artifact
+    from imagepipe.stages.publish_ovirt import _guest_agent_warning
+
+    assert _guest_agent_warning(Artifact(path=Path("/x"), metadata={"guest_agent": None})) is None
+    assert "no qemu guest agent" in capsys.readouterr().err
+    agent = _guest_agent_warning(Artifact(path=Path("/x"),
+                                          metadata={"guest_agent": "/usr/sbin/qemu-ga"}))
+    assert agent == "/usr/sbin/qemu-ga" and capsys.readouterr().err == ""
+
+
+def test_httpd_recipe_carries_the_guest_agent() -> None:
+    from imagepipe.recipe.load import load_recipe
+    from tests.conftest import REPO
+
+    recipe = load_recipe(REPO / "recipes" / "httpd.yaml")
+    assert recipe.source.bootstrap is not None
+    assert "qemu-guest-agent" in recipe.source.bootstrap.packages
