@@ -61,8 +61,9 @@ class CheckResult:
 
 
 def parse_http_check(text: str) -> HttpCheck:
-    """`PORT:PATH:STATUS` (CLI --http) -> HttpCheck; STATUS and PATH may be left out."""
-    parts = text.split(":", 2)
+    """`PORT:PATH:STATUS[:TEXT]` (CLI --http) -> HttpCheck; STATUS and PATH may be left out,
+    TEXT is what the body must contain."""
+    parts = text.split(":", 3)
     try:
         port = int(parts[0])
         path = parts[1] if len(parts) > 1 and parts[1] else "/"
@@ -72,7 +73,8 @@ def parse_http_check(text: str) -> HttpCheck:
             from None
     if not 0 < port < 65536 or not path.startswith("/"):
         raise InputError(f"bad --http check {text!r}", "use PORT:PATH:STATUS, e.g. 80:/:200")
-    return HttpCheck(port=port, path=path, status=status)
+    return HttpCheck(port=port, path=path, status=status,
+                     contains=parts[3] if len(parts) > 3 and parts[3] else None)
 
 
 def identity_script(nonce: str) -> str:

@@ -11,7 +11,8 @@ Two ways to fill the filesystem, same result:
 The disk: MBR with the boot flag, one ext4 root (label `root`) mounted by UUID, extlinux with
 the kernel command line on the serial console (`console=ttyS0`: boot tests and oVirt's serial
 console read it), syslinux's MBR code taken from the guest itself (so it matches the guest's
-extlinux), DHCP networking that cloud-init manages (`source /etc/network/interfaces.d/*` kept),
+extlinux), `net.ifnames=0` (the first NIC is eth0, as per-VM network data names it), DHCP
+networking that cloud-init manages (`source /etc/network/interfaces.d/*` kept),
 and the `locale: C.UTF-8` drop-in without which cloud-init's cc_locale fails on minbase.
 """
 
@@ -104,8 +105,16 @@ def fstab(uuid: str) -> str:
     return f"# written by imagepipe\nUUID={uuid} / ext4 errors=remount-ro 0 1\n"
 
 
+# The first NIC is `eth0`, as on Debian's OpenStack images: oVirt (and OpenStack's ENI data)
+# name NICs in the per-VM network configuration they hand the VM (the oVirt publisher sets the
+# template's NIC as `eth0`, DHCP). With predictable names the guest's NIC is `enp0s1` and that
+# configuration raises nothing: no network on every VM made from the template.
+NIC_NAMING_ARGS = "net.ifnames=0"
+
+
 def extlinux_conf(kernel: str, initrd: str, uuid: str, extra_args: str = "") -> str:
-    args = f"root=UUID={uuid} ro console=tty0 console=ttyS0,115200n8 {extra_args}".strip()
+    args = (f"root=UUID={uuid} ro console=tty0 console=ttyS0,115200n8 {NIC_NAMING_ARGS} "
+            f"{extra_args}").strip()
     return ("# written by imagepipe\nDEFAULT linux\nPROMPT 0\nTIMEOUT 1\nSERIAL 0 115200\n"
             f"LABEL linux\n  LINUX {kernel}\n  INITRD {initrd}\n  APPEND {args}\n")
 

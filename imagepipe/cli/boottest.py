@@ -19,9 +19,9 @@ from imagepipe import ui
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--user-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Cloud-config (user-data) for the boot, e.g. the recipe's.")
-@click.option("--http", "http", multiple=True, metavar="PORT:PATH:STATUS",
-              help="Wait until the guest's PORT answers PATH with STATUS (repeatable), "
-              "e.g. 80:/:200.")
+@click.option("--http", "http", multiple=True, metavar="PORT:PATH:STATUS[:TEXT]",
+              help="Wait until the guest's PORT answers PATH with STATUS (and a body "
+              "containing TEXT) (repeatable), e.g. 80:/:200 or '80:/:200:imagepipe httpd'.")
 @click.option("--timeout", type=click.IntRange(min=10), default=600, show_default=True,
               help="Seconds to wait for all checks.")
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path),

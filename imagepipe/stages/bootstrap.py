@@ -24,7 +24,7 @@ class BootstrapOptions:
 
 class BootstrapStage(Stage):
     name = "base.bootstrap"
-    version = 1
+    version = 2
     Options = BootstrapOptions
     inputs = ()
     tools = ("mmdebstrap",)
