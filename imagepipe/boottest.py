@@ -2,12 +2,14 @@
 
 Why this way: a template that does not boot, or boots with a clone's identity, is worse than no
 template, and only a real boot shows it. The image is booted on a qcow2 overlay (the artifact is
-never written) with a fresh NoCloud seed ISO whose instance-id is new, so cloud-init treats the
-boot as a new instance exactly like a VM created from the template. The seed carries the
-recipe's user-data plus a small script that prints the guest's machine-id and SSH host key
-fingerprints on the serial console; after the ACPI shutdown those are compared with what the
-image itself holds (read with libguestfs, read-only), which proves the seal worked: a clone must
-get a new machine-id and new host keys.
+never written) with fresh per-VM data as a platform hands it (imagepipe.boottest_media: a
+`cidata` ISO, oVirt's config drive, or nothing), whose instance-id is new, so cloud-init treats
+the boot as a new instance exactly like a VM created from the template. The data carries the
+recipe's user-data plus small scripts that write a marker and print the guest's hostname,
+marker, machine-id and SSH host key fingerprints on the serial console; those are compared
+with what was handed in and with what the image itself holds (read with libguestfs,
+read-only), which proves the platform's data won and the seal worked: a clone must get a new
+machine-id and new host keys.
 
 Everything is bounded by `timeout`; the console log is kept in `log_dir` whatever happens.
 """
