@@ -193,3 +193,11 @@ def test_httpd_recipe_carries_the_guest_agent() -> None:
     recipe = load_recipe(REPO / "recipes" / "httpd.yaml")
     assert recipe.source.bootstrap is not None
     assert "qemu-guest-agent" in recipe.source.bootstrap.packages
+
+
+def test_bootstrapped_disks_name_the_first_nic_eth0() -> None:
+    """oVirt's config drive configures `eth0`: the kernel must not rename it (enp0s1)."""
+    from imagepipe.rootfs_disk import extlinux_conf
+
+    conf = extlinux_conf("/boot/vmlinuz", "/boot/initrd.img", "U-1")
+    assert "console=ttyS0,115200n8 net.ifnames=0" in conf
