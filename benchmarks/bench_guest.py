@@ -19,7 +19,6 @@ from pathlib import Path
 
 USER_DATA = "#cloud-config\nruncmd:\n  - [ systemctl, start, apache2 ]\n"
 META = "instance-id: iid-bench-1\n"
-DROPIN = "datasource_list: [ NoCloud, None ]\n"
 SEED = "/var/lib/cloud/seed/nocloud"
 
 IMAGEPIPE_SCRIPT = """
@@ -74,7 +73,9 @@ def main() -> int:
         d = Path(tmp)
         (d / "user-data").write_text(USER_DATA)
         (d / "meta-data").write_text(META)
-        (d / "dropin.cfg").write_text(DROPIN)
+        from imagepipe.cloudinit.seed import DATASOURCE_CFG
+
+        (d / "dropin.cfg").write_text(DATASOURCE_CFG)
         base = make_debian_fixture(d / "base.img", {"etc/ssh/ssh_host_rsa_key": "K",
                                                     "etc/machine-id": "0" * 32 + "\n"},
                                    busybox=True)

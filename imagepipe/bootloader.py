@@ -134,6 +134,13 @@ def fstab(root_uuid: str, esp_uuid: str) -> str:
             f"UUID={esp_uuid} /boot/efi vfat umask=0077 0 1\n")
 
 
+# The first NIC is `eth0`, as on Debian's OpenStack images: oVirt (and OpenStack's ENI data)
+# name NICs in the per-VM network configuration they hand the VM (the oVirt publisher sets the
+# template's NIC as `eth0`, DHCP). With predictable names the guest's NIC is `enp0s1` and that
+# configuration raises nothing: no network on every VM made from the template.
+NIC_NAMING_ARGS = "net.ifnames=0"
+
+
 def default_grub(kernel_args: str = "") -> str:
     """/etc/default/grub: serial + VGA console for GRUB and the kernel, a one-second menu."""
     cmdline = f"console=tty0 console=ttyS0,115200n8 {kernel_args}".strip()

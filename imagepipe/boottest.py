@@ -2,12 +2,14 @@
 
 Why this way: a template that does not boot, or boots with a clone's identity, is worse than no
 template, and only a real boot shows it. The image is booted on a qcow2 overlay (the artifact is
-never written) with a fresh NoCloud seed ISO whose instance-id is new, so cloud-init treats the
-boot as a new instance exactly like a VM created from the template. The seed carries the
-recipe's user-data plus a small script that prints the guest's machine-id and SSH host key
-fingerprints on the serial console; after the ACPI shutdown those are compared with what the
-image itself holds (read with libguestfs, read-only), which proves the seal worked: a clone must
-get a new machine-id and new host keys.
+never written) with fresh per-VM data as a platform hands it (imagepipe.boottest_media: a
+`cidata` ISO, oVirt's config drive, or nothing), whose instance-id is new, so cloud-init treats
+the boot as a new instance exactly like a VM created from the template. The data carries the
+recipe's user-data plus small scripts that write a marker and print the guest's hostname,
+marker, machine-id and SSH host key fingerprints on the serial console; those are compared
+with what was handed in and with what the image itself holds (read with libguestfs,
+read-only), which proves the platform's data won and the seal worked: a clone must get a new
+machine-id and new host keys.
 
 `firmware` (bios | uefi | secureboot, imagepipe.tools.firmware) picks SeaBIOS or OVMF, and a
 `firmware:NAME` check proves from the kernel's own console messages that the guest really booted
@@ -33,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import ui
+from imagepipe.boottest_media import Media
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.recipe.model import HttpCheck
-from imagepipe.tools.qemu import VM, Drive
+from imagepipe.tools.qemu import VM
 from imagepipe.tools.run import sleep_or_cancel
 
 # getty's "<host> login: " prompt. Not anchored at the line end: the identity lines the test
@@ -64,8 +67,9 @@ class CheckResult:
 
 
 def parse_http_check(text: str) -> HttpCheck:
-    """`PORT:PATH:STATUS` (CLI --http) -> HttpCheck; STATUS and PATH may be left out."""
-    parts = text.split(":", 2)
+    """`PORT:PATH:STATUS[:TEXT]` (CLI --http) -> HttpCheck; STATUS and PATH may be left out,
+    TEXT is what the body must contain."""
+    parts = text.split(":", 3)
     try:
         port = int(parts[0])
         path = parts[1] if len(parts) > 1 and parts[1] else "/"
@@ -75,7 +79,8 @@ def parse_http_check(text: str) -> HttpCheck:
             from None
     if not 0 < port < 65536 or not path.startswith("/"):
         raise InputError(f"bad --http check {text!r}", "use PORT:PATH:STATUS, e.g. 80:/:200")
-    return HttpCheck(port=port, path=path, status=status)
+    return HttpCheck(port=port, path=path, status=status,
+                     contains=parts[3] if len(parts) > 3 and parts[3] else None)
 
 
 def identity_script(nonce: str) -> str:
@@ -145,28 +150,35 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
               timeout: float = 600, log_dir: Path, memory: int = 1024**3, cpus: int = 2,
               verify_identity: bool = True, accel: str | None = None,
               disk_fmt: str | None = None, firmware: str = "bios",
-              hardware: str | None = None) -> dict[str, Any]:
-    """Boot `image` on an overlay with a fresh seed, run the checks, shut down with ACPI.
+              hardware: str | None = None, datasource: str = "nocloud",
+              hostname: str | None = None) -> dict[str, Any]:
+    """Boot `image` on an overlay with fresh per-VM data, run the checks, shut down with ACPI.
 
-    Returns the manifest record (never raises for a failed check: `passed` says; the stage
-    turns a failure into BootTestFailed). Bad arguments raise InputError. `hardware`: the
-    platform's disk controller + NIC to emulate (imagepipe.tools.qemu_hardware; default
-    virtio)."""
-    from imagepipe.cloudinit.seed import build_seed_iso, make_meta_data
+    `datasource` says how the VM gets its data (imagepipe.boottest_media): a `cidata` ISO, an
+    oVirt-style config drive, or nothing (the seed baked into the image). `firmware`: bios,
+    uefi or secureboot (imagepipe.tools.firmware). `hardware`: the platform's disk controller
+    + NIC to emulate (imagepipe.tools.qemu_hardware; default virtio). Returns the manifest
+    record (never raises for a failed check: `passed` says; the stage turns a failure into
+    BootTestFailed). Bad arguments raise InputError."""
+    from imagepipe.boottest_media import check_args, make_media, make_per_vm_user_data
     from imagepipe.tools import firmware as fw
 
     fw.check_firmware(firmware)
+    check_args(datasource, hostname)
     image = Path(image)
     if not image.is_file():
         raise InputError(f"{image}: no such image file")
     log_dir.mkdir(parents=True, exist_ok=True)
     nonce = uuid.uuid4().hex[:12]
-    instance_id = f"iid-boottest-{nonce}"
     raw_ud = user_data.read_bytes() if user_data else None
-    seed = log_dir / f"seed-{nonce}.iso"
-    build_seed_iso(seed, make_user_data(raw_ud, nonce), make_meta_data(instance_id))
+    per_vm = make_per_vm_user_data(raw_ud, nonce, f"{MARK}-{nonce}", identity_script(nonce))
+    media = make_media(datasource, log_dir, nonce, per_vm, hostname)
     console_log = log_dir / f"console-{nonce}.log"
-    results = {"login": CheckResult("login"), "cloud-init-final": CheckResult("cloud-init-final")}
+    results = {"login": CheckResult("login"), "cloud-init-final": CheckResult("cloud-init-final"),
+               "datasource": CheckResult("datasource")}
+    if media.hostname:
+        results["hostname"] = CheckResult("hostname")
+        results["marker"] = CheckResult("marker")
     for c in checks:
         name = f"http:{c.port}{c.path}={c.status}"
         results[name] = CheckResult(name)
@@ -185,25 +197,32 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
             fw_args = fw.prepare(firmware, vm_dir)
             with VM(image, workdir=vm_dir, disk_fmt=disk_fmt, memory=memory,
                     cpus=cpus, accel=accel, console_log=console_log,
-                    forward_ports=sorted({c.port for c in checks}),
-                    drives=[Drive(seed, fmt="raw", readonly=True)], extra_args=fw_args,
-                    hardware=hardware) as vm:
-                ui.info(f"boot-test: booting {image.name} with {firmware} firmware "
-                        f"(console: {console_log})")
-                _watch(vm, checks, results, identity, nonce, start, timeout)
+                    forward_ports=sorted({c.port for c in checks}), drives=media.drives,
+                    extra_args=fw_args, hardware=hardware) as vm:
+                ui.info(f"boot-test: booting {image.name} with {firmware} firmware, "
+                        f"datasource {datasource} (console: {console_log})")
+                _watch(vm, checks, results, identity, nonce, start, timeout, media)
                 fw_check = CheckResult(f"firmware:{firmware}")
                 fw_check.passed, fw_check.detail = fw.verdict(firmware, vm.console())
                 results[fw_check.name] = fw_check
                 # A guest that never reached its login prompt has no OS listening to ACPI:
                 # do not wait a minute for it.
                 clean = vm.powerdown(timeout=60 if results["login"].passed else 5)
+                if media.datasource == "none" and before is not None and clean:
+                    # Nothing could be handed in to print the identity: read it back from the
+                    # VM's overlay (the guest is off, its disk is consistent).
+                    identity.update(image_identity(vm.boot_disk, "qcow2", accel))
         finally:
-            seed.unlink(missing_ok=True)
+            for f in media.files:
+                f.unlink(missing_ok=True)
             for f in vm_dir.glob("ovmf-vars-*.fd"):
                 f.unlink()
         ident = _identity_check(before, identity) if before is not None else None
-    report = _report(results, ident, identity, console_log, clean, start, instance_id)
-    return {**report, "firmware": firmware, "hardware": _hardware_name(hardware)}
+    report = _report(results, ident, identity, console_log, clean, start, media.instance_id)
+    report.update(datasource=datasource, hostname=media.hostname,
+                  datasource_used=results["datasource"].detail, firmware=firmware,
+                  hardware=_hardware_name(hardware))
+    return report
 
 
 def _hardware_name(hardware: str | None) -> str:
@@ -213,11 +232,12 @@ def _hardware_name(hardware: str | None) -> str:
 
 
 def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
-           identity: dict[str, Any], nonce: str, start: float, timeout: float) -> None:
+           identity: dict[str, Any], nonce: str, start: float, timeout: float,
+           media: Media) -> None:
     """Poll the console and the HTTP checks until all passed, the VM died or time ran out."""
     from imagepipe.boot_milestones import milestone
 
-    tag = re.compile(rf"{MARK}-{nonce} (machine-id|hostkey)=(.*)$", re.M)
+    tag = re.compile(rf"{MARK}-{nonce} (machine-id|hostkey|hostname|marker)=(.*)$", re.M)
     names = [f"http:{c.port}{c.path}={c.status}" for c in checks]
     deadline = start + timeout
     next_http = 0.0
@@ -228,10 +248,13 @@ def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
             if not results[key].passed and rx.search(text):
                 results[key].passed, results[key].seconds = True, round(now - start, 1)
                 ui.info(f"boot-test: {key} after {now - start:.0f}s")
-        if f"{MARK}-{nonce} done" in text:
+        if results["cloud-init-final"].passed and not results["datasource"].detail:
+            _datasource_check(results["datasource"], text, media, now - start)
+        if f"{MARK}-{nonce} done" in text and not identity:
             found = tag.findall(text)
             identity["machine_id"] = next((v.strip() for k, v in found if k == "machine-id"), "")
             identity["host_keys"] = sorted({v.strip() for k, v in found if k == "hostkey"})
+            _per_vm_checks(results, dict(found), media, now - start)
         if now >= next_http and results["cloud-init-final"].passed:
             next_http = now + 2
             for check, name in zip(checks, names, strict=True):
@@ -243,7 +266,7 @@ def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
                         ui.info(f"boot-test: {detail} after {now - start:.0f}s")
         ui.phase("boot: " + milestone(text, http_pending=not all(results[n].passed
                                                                   for n in names)))
-        if all(r.passed for r in results.values()) and identity:
+        if all(r.passed for r in results.values()) and (identity or media.datasource == "none"):
             return
         if not vm.running():
             results["login"].detail = results["login"].detail or "the VM stopped"
@@ -254,6 +277,31 @@ def _watch(vm: VM, checks: Sequence[HttpCheck], results: dict[str, CheckResult],
                     r.detail = f"not seen within {timeout:.0f}s"
             return
         sleep_or_cancel(1)
+
+
+def _datasource_check(r: CheckResult, console: str, media: Media, seconds: float) -> None:
+    """The datasource cloud-init chose (its "finished" line) is the one the drive is for."""
+    from imagepipe.boottest_media import EXPECTED_DS, seen_datasource
+
+    used = seen_datasource(console)
+    if used is None:
+        return
+    want = EXPECTED_DS[media.datasource]
+    r.passed, r.seconds, r.detail = used.startswith(want), round(seconds, 1), used
+    if not r.passed:
+        r.detail = f"{used} (expected {want})"
+
+
+def _per_vm_checks(results: dict[str, CheckResult], found: dict[str, str], media: Media,
+                   seconds: float) -> None:
+    """The hostname and the marker only the per-VM data carries."""
+    for key, want in (("hostname", media.hostname), ("marker", media.marker)):
+        if key not in results:
+            continue
+        got = found.get(key, "").strip()
+        r = results[key]
+        r.passed, r.seconds = got == want, round(seconds, 1)
+        r.detail = f"{got!r}" if r.passed else f"{got!r}, expected {want!r}"
 
 
 def _report(results: dict[str, CheckResult], ident: CheckResult | None,

@@ -87,13 +87,26 @@ def run_guest_work(
             allow_static_ip=recipe.seal.allow_static_ip,
             allow_password=recipe.seal.allow_password,
         )
+        if ci is not None:  # the recipe validator already failed what was not allowed
+            from imagepipe.cloudinit.lints import lint_record
+
+            record["lints"]["cloud_config"] = lint_record(ci.user_data, ci.network_config)
         ui.phase("verifying the sealed image")
         record["verification"] = verify(session, sealed["operations"])
+        record["guest_agent"] = guest_agent(session)
         # From the sealed guest: what VMs made from this image will really run.
         record["inventory"] = read_packages(session)
         record["lean"] = clean_and_trim(session)  # last: nothing writes after the trim
         ui.phase("closing the appliance")
     return record
+
+
+GUEST_AGENTS = ("/usr/sbin/qemu-ga", "/usr/bin/qemu-ga")
+
+
+def guest_agent(session: GuestSession) -> str | None:
+    """The image's qemu guest agent (oVirt reads a VM's IPs and FQDN through it), or None."""
+    return next((p for p in GUEST_AGENTS if session.is_file(p)), None)
 
 
 def _instance_id(meta_data: bytes) -> str:

@@ -27,6 +27,9 @@ MANIFEST_VERSION = 1
 SECRET = re.compile(r"(^|[_-])(password|passwd|passphrase|token|secret|api_key|private_key|"
                     r"credentials?)$", re.IGNORECASE)
 REDACTED = "<redacted>"
+# Audit records kept as they are: their findings name file:line, never a secret's value (the
+# lints' `password_allowed` must stay readable).
+AUDIT_KEYS = frozenset({"lints"})
 
 
 def is_secret(key: str, value: Any) -> bool:
@@ -42,7 +45,8 @@ def is_secret(key: str, value: Any) -> bool:
 def redact(value: Any) -> Any:
     """A copy of `value` with secret values replaced (see `is_secret`)."""
     if isinstance(value, Mapping):
-        return {k: (REDACTED if is_secret(str(k), v) else redact(v)) for k, v in value.items()}
+        return {k: (v if k in AUDIT_KEYS else REDACTED if is_secret(str(k), v) else redact(v))
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     if isinstance(value, str):

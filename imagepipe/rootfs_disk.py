@@ -13,7 +13,8 @@ installed by imagepipe.bootloader (the grub tools run inside the same libguestfs
 `bios` is MBR with the boot flag, one ext4 root (label `root`) mounted by UUID, extlinux with
 the kernel command line on the serial console (`console=ttyS0`: boot tests and oVirt's serial
 console read it), syslinux's MBR code taken from the guest itself (so it matches the guest's
-extlinux), DHCP networking that cloud-init manages (`source /etc/network/interfaces.d/*` kept),
+extlinux), `net.ifnames=0` (the first NIC is eth0, as per-VM network data names it), DHCP
+networking that cloud-init manages (`source /etc/network/interfaces.d/*` kept),
 and the `locale: C.UTF-8` drop-in without which cloud-init's cc_locale fails on minbase.
 """
 
@@ -107,8 +108,12 @@ def fstab(uuid: str) -> str:
     return f"# written by imagepipe\nUUID={uuid} / ext4 errors=remount-ro 0 1\n"
 
 
+NIC_NAMING_ARGS = bootloader.NIC_NAMING_ARGS  # the extlinux (bios) disks get it too
+
+
 def extlinux_conf(kernel: str, initrd: str, uuid: str, extra_args: str = "") -> str:
-    args = f"root=UUID={uuid} ro console=tty0 console=ttyS0,115200n8 {extra_args}".strip()
+    args = (f"root=UUID={uuid} ro console=tty0 console=ttyS0,115200n8 {NIC_NAMING_ARGS} "
+            f"{extra_args}").strip()
     return ("# written by imagepipe\nDEFAULT linux\nPROMPT 0\nTIMEOUT 1\nSERIAL 0 115200\n"
             f"LABEL linux\n  LINUX {kernel}\n  INITRD {initrd}\n  APPEND {args}\n")
 
@@ -251,7 +256,8 @@ def _install_bootloader(g: Any, firmware: str, uuid: str, kernel_args: str) -> d
     if firmware == "bios":
         _install_extlinux(g)
         return {"bootloader": "extlinux", "firmware": "bios", "partition_table": "dos"}
-    return bootloader.install_grub(g, firmware, uuid, kernel_args)
+    return bootloader.install_grub(g, firmware, uuid,
+                                   f"{NIC_NAMING_ARGS} {kernel_args}".strip())
 
 
 def _disk_via_mkfs(tarball: Path, disk: Path, size: int, distro: str,

@@ -19,13 +19,19 @@ from imagepipe.cli.common import examples
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                epilog=examples("imagepipe boot-test disk.qcow2",
                                "imagepipe boot-test web.qcow2 --user-data web.yaml "
-                               "--http 80:/:200 --keep-log logs/"))
+                               "--http 80:/:200 --keep-log logs/",
+                               "imagepipe boot-test httpd.qcow2 --datasource configdrive "
+                               "--hostname tplvm-1 --firmware uefi",
+                               "imagepipe boot-test httpd.qcow2 --datasource none --firmware "
+                               "secureboot --http 80:/:200",
+                               "imagepipe boot-test httpd.vdi --hardware virtualbox "
+                               "--http 80:/:200"))
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--user-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Cloud-config (user-data) for the boot, e.g. the recipe's.")
-@click.option("--http", "http", multiple=True, metavar="PORT:PATH:STATUS",
-              help="Wait until the guest's PORT answers PATH with STATUS (repeatable), "
-              "e.g. 80:/:200.")
+@click.option("--http", "http", multiple=True, metavar="PORT:PATH:STATUS[:TEXT]",
+              help="Wait until the guest's PORT answers PATH with STATUS (and a body "
+              "containing TEXT) (repeatable), e.g. 80:/:200 or '80:/:200:imagepipe httpd'.")
 @click.option("--timeout", type=click.IntRange(min=10), default=600, show_default=True,
               help="Seconds to wait for all checks.")
 @click.option("--keep-log", type=click.Path(file_okay=False, path_type=Path),
@@ -34,6 +40,13 @@ from imagepipe.cli.common import examples
 @click.option("--memory", type=click.IntRange(min=128), default=1024, show_default=True,
               help="Guest memory in MiB.")
 @click.option("--cpus", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--datasource", type=click.Choice(["nocloud", "configdrive", "none"]),
+              default="nocloud", show_default=True,
+              help="How the VM gets its per-VM data: a cidata seed ISO, an oVirt-style config "
+              "drive (ISO label config-2), or nothing (the seed baked into the image serves).")
+@click.option("--hostname", metavar="NAME",
+              help="The per-VM hostname handed to the VM (nocloud, configdrive; default: "
+              "boottest-<random>); the test checks the guest took it.")
 @click.option("--no-identity-check", is_flag=True,
               help="Skip the check that the guest got a new machine-id and SSH host keys.")
 @click.option("--firmware", type=click.Choice(["bios", "uefi", "secureboot"]), default="bios",
@@ -47,18 +60,23 @@ from imagepipe.cli.common import examples
               "image's initramfs has hv_vmbus, hv_storvsc and hv_netvsc instead of booting.")
 @click.option("--json", "json_mode", is_flag=True, help="Same as the global --json.")
 def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeout: int,
-              keep_log: Path | None, memory: int, cpus: int, no_identity_check: bool,
-              firmware: str, hardware: str | None, json_mode: bool) -> None:
-    """Boot IMAGE (never modified: a qcow2 overlay takes the writes) with a fresh cloud-init
-    seed, wait for cloud-init to finish and each --http check to answer, shut down with ACPI,
-    and report per check."""
+              keep_log: Path | None, memory: int, cpus: int, datasource: str,
+              hostname: str | None, no_identity_check: bool, firmware: str,
+              hardware: str | None, json_mode: bool) -> None:
+    """Boot IMAGE (never modified: a qcow2 overlay takes the writes) the way a platform starts a
+    VM from a template: with --datasource's per-VM data (a hostname and a user-data that writes
+    a marker file), on --firmware and --hardware, wait for cloud-init to finish and each --http
+    check to answer, shut down with ACPI, and report per check (datasource chosen, hostname,
+    marker, firmware, new machine-id and SSH host keys)."""
     from imagepipe.boottest import BootTestFailed, parse_http_check
     from imagepipe.boottest import boot_test as run_boot_test
+    from imagepipe.boottest_media import check_args
     from imagepipe.convert import probe_image
 
     if json_mode:
         ui.settings.json = True
     checks = [parse_http_check(h) for h in http]
+    check_args(datasource, hostname)
     fmt = str(probe_image(image)["format"])
     if hardware is not None and _initramfs_only(image, fmt, hardware):
         return
@@ -71,7 +89,8 @@ def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeou
         report = run_boot_test(image, user_data=user_data, checks=checks, timeout=timeout,
                                log_dir=log_dir, memory=memory * 1024**2, cpus=cpus,
                                verify_identity=not no_identity_check, disk_fmt=fmt,
-                               firmware=firmware, hardware=hardware)
+                               firmware=firmware, hardware=hardware, datasource=datasource,
+                               hostname=hostname)
     lines = [f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']:<24} "
              f"{'' if c['seconds'] is None else str(c['seconds']) + 's':>7}  {c['detail']}"
              for c in report["checks"]]

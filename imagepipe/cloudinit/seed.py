@@ -22,10 +22,51 @@ if TYPE_CHECKING:
 
 SEED_DIR = "/var/lib/cloud/seed/nocloud"
 DATASOURCE_DROPIN = "/etc/cloud/cloud.cfg.d/90_imagepipe_datasource.cfg"
-DATASOURCE_CFG = (
-    "# Written by imagepipe: the NoCloud seed is in the image; do not wait on\n"
-    "# network datasources at boot.\ndatasource_list: [ NoCloud, None ]\n"
-)
+DS_IDENTIFY = "/usr/lib/cloud-init/ds-identify"
+# ds-identify's own default order in Debian 12's cloud-init 22.4 (used when the image's
+# ds-identify cannot be read).
+DEFAULT_DATASOURCES = (
+    "MAAS ConfigDrive NoCloud AltCloud Azure Bigstep CloudSigma CloudStack DigitalOcean Vultr "
+    "AliYun Ec2 GCE OpenNebula OpenStack OVF SmartOS Scaleway Hetzner IBMCloud Oracle Exoscale "
+    "RbxCloud UpCloud VMware LXD NWCS"
+).split()
+
+
+def platform_first(datasources: list[str] | tuple[str, ...]) -> list[str]:
+    """The full datasource list with NoCloud moved to the end (before None).
+
+    Why: cloud-init takes the first datasource, in this order, among those ds-identify finds.
+    The seed directory baked into the image makes NoCloud always found, so NoCloud must come
+    after every platform datasource (ConfigDrive for oVirt/OpenStack, Azure, OVF/VMware, ...):
+    the platform's per-VM data wins, and the baked seed only serves where the platform gives
+    nothing. A `cidata` device still beats the baked seed: NoCloud reads its seed directory
+    first and then merges a `cidata` device over it. ds-identify only lists datasources whose
+    check matches this machine, so the long list costs no boot time.
+    """
+    rest = [d for d in datasources if d not in ("NoCloud", "None")]
+    return [*rest, "NoCloud", "None"]
+
+
+def datasource_cfg(datasources: list[str] | tuple[str, ...] = DEFAULT_DATASOURCES) -> str:
+    """The drop-in's text. ds-identify reads `datasource_list` only from a one-line list."""
+    return ("# Written by imagepipe: platform datasources before NoCloud, so what the platform\n"
+            "# gives a VM (config drive, cidata device, Azure, OVF) wins over the seed baked\n"
+            "# into the image in /var/lib/cloud/seed/nocloud (docs/guest.md).\n"
+            f"datasource_list: [ {', '.join(platform_first(datasources))} ]\n")
+
+
+DATASOURCE_CFG = datasource_cfg()
+
+
+def image_datasources(session: GuestSession) -> list[str]:
+    """The image's own ds-identify default list (its cloud-init version knows these)."""
+    import re
+
+    if session.is_file(DS_IDENTIFY):
+        m = re.search(r'^DI_DSLIST_DEFAULT="([^"]*)"', session.read_text(DS_IDENTIFY), re.M)
+        if m and m.group(1).split():
+            return m.group(1).replace("\\", " ").split()
+    return list(DEFAULT_DATASOURCES)
 
 
 def new_instance_id() -> str:
@@ -91,6 +132,6 @@ def inject_seed(
         session.write(path, data, mode=0o600)  # user-data may carry secrets
         session.g.chown(0, 0, path)
         written.append(path)
-    session.write(DATASOURCE_DROPIN, DATASOURCE_CFG, mode=0o644)
+    session.write(DATASOURCE_DROPIN, datasource_cfg(image_datasources(session)), mode=0o644)
     written.append(DATASOURCE_DROPIN)
     return {"seed_dir": SEED_DIR, "files": written}

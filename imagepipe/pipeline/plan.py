@@ -87,20 +87,19 @@ def make_plan(recipe: Recipe) -> list[list[Node]]:
 
 
 def _boot_tests(recipe: Recipe, image: str) -> list[Node]:
-    """One boot test per firmware: `test.boot` for the first, `test.boot.<firmware>` after."""
-    import dataclasses
+    """One boot test per (datasource, firmware) of `boot_plan`: `test.boot` when there is one,
+    else `test.boot.<what varies>` (e.g. test.boot.configdrive, test.boot.uefi,
+    test.boot.none-secureboot)."""
+    from imagepipe.stages.boottest import BootTestStage, datasources, firmwares
 
-    from imagepipe.stages.boottest import BootTestStage, firmwares
-
-    first = _node("test.boot", recipe, inputs={"image": image})
-    if first is None:
-        return []
-    nodes = [first]
-    for fw in firmwares(recipe)[1:]:
-        base_opts = BootTestStage.options_from_recipe(recipe)
-        assert base_opts is not None
-        opts = dataclasses.replace(base_opts, firmware=fw)
-        node = _node("test.boot", recipe, f"test.boot.{fw}", {"image": image}, opts)
+    get_stage("test.boot")
+    boots = BootTestStage.options_per_boot(recipe)
+    many_ds, many_fw = len(datasources(recipe)) > 1, len(firmwares(recipe)) > 1
+    nodes = []
+    for opts in boots:
+        parts = [p for p, many in ((opts.datasource, many_ds), (opts.firmware, many_fw)) if many]
+        nid = "test.boot" if len(boots) == 1 else "test.boot." + "-".join(parts)
+        node = _node("test.boot", recipe, nid, {"image": image}, opts)
         assert node is not None
         nodes.append(node)
     return nodes

@@ -162,6 +162,8 @@ class BootTest:
     cpus: int = 2
     firmware: tuple[str, ...] | None = None  # bios|uefi|secureboot; None: from the image
     per_output: bool = False  # also boot each output on its platform's (emulated) hardware
+    # How the test VM gets its per-VM data: one boot per entry; () = follow the publish targets
+    datasource: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

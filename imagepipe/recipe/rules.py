@@ -278,14 +278,28 @@ def _cloud_init(c: Checker, d: dict[str, Any]) -> None:
         if isinstance(ci.get(key), Path):
             _yaml_mapping(c, ci[key], key.replace("_", "-"))
     user_data = ci.get("user_data")
-    if not isinstance(user_data, Path):
-        return
-    try:
-        from imagepipe.cloudinit.validate import validate_user_data
-    except ImportError:
-        return
-    # The user-data's own problems carry its own file name and lines.
-    c.problems.extend(validate_user_data(_display(user_data)))
+    if isinstance(user_data, Path):
+        try:
+            from imagepipe.cloudinit.validate import validate_user_data
+        except ImportError:
+            return
+        # The user-data's own problems carry its own file name and lines.
+        c.problems.extend(validate_user_data(_display(user_data)))
+    _cloud_config_lints(c, d, ci)
+
+
+def _cloud_config_lints(c: Checker, d: dict[str, Any], ci: dict[str, Any]) -> None:
+    """Passwords and static addresses every VM would get (imagepipe.cloudinit.lints)."""
+    from imagepipe.cloudinit.lints import cloud_config_lints
+
+    seal = d.get("seal") or {}
+    ud, net = ci.get("user_data"), ci.get("network_config")
+    pw, static = cloud_config_lints(ud if isinstance(ud, Path) else None,
+                                    net if isinstance(net, Path) else None, display=_display)
+    if not seal.get("allow_password"):
+        c.problems.extend(pw)
+    if not seal.get("allow_static_ip"):
+        c.problems.extend(static)
 
 
 def _yaml_mapping(c: Checker, path: Path, what: str) -> None:

@@ -235,6 +235,12 @@ META: dict[str, dict[str, Any]] = {
                             "as far as qemu emulates it (VirtualBox AHCI + e1000, vSphere PVSCSI "
                             "+ VMXNET3, virtio); Hyper-V/Azure outputs: their initramfs must "
                             "hold hv_vmbus, hv_storvsc, hv_netvsc."},
+    "BootTest.datasource": {"doc": "How the test VM gets its per-VM data, one boot each: "
+                            "`nocloud` (cidata ISO), `configdrive` (oVirt's config drive), "
+                            "`none` (the baked seed). Default: configdrive when publish.ovirt "
+                            "is set, else nocloud.", "scalar_ok": True,
+                            "item_choices": ("nocloud", "configdrive", "none"),
+                            "example": ["configdrive", "none"]},
     "Test.boot": {"doc": "Boot the image with its seed and check it."},
     "LocalPublish.dir": {"doc": "Template store directory (relative paths: to the recipe; "
                          "default: ./templates of the current directory)."},

@@ -31,7 +31,8 @@ class BootstrapOptions:
 
 class BootstrapStage(Stage):
     name = "base.bootstrap"
-    version = 3  # 2: GPT + GRUB (disk.firmware); 3: the resolved package set keys it
+    version = 4  # 2: GPT + GRUB (disk.firmware); 3: the resolved package set keys it;
+    # 4: net.ifnames=0 (the NIC is eth0, as oVirt's per-VM network configuration expects)
     Options = BootstrapOptions
     inputs = ()
     tools = ("mmdebstrap",)

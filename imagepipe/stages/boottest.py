@@ -4,12 +4,15 @@ A failed boot test raises, so the build fails before any publish stage runs; the
 stays in the build's log directory (outside the work dir the engine removes). A passed test is
 cached like any stage: the same image with the same checks need not be booted again.
 
-One boot per firmware (`test.boot.firmware`, default: `firmwares()`): the plan makes a node per
-firmware (`test.boot`, `test.boot.uefi`, ...), all beside the converts.
+Boots per `test.boot.datasource` (how the VM gets its per-VM data: imagepipe.boottest_media)
+and `test.boot.firmware` (default: `firmwares()`): the two lists are paired (`boot_plan`), so
+every datasource and every firmware is booted at least once in max(len) boots, each a node of
+its own (`test.boot`, `test.boot.<datasource>-<firmware>`, ...), all beside the converts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,7 @@ class BootTestOptions:
     memory: int = 1024**3
     cpus: int = 2
     firmware: str = "bios"
+    datasource: str = "nocloud"
     hardware: str | None = None  # per-output test: the platform's disk controller + NIC
 
 
@@ -48,9 +52,25 @@ def firmwares(recipe: Recipe) -> tuple[str, ...]:
     return ("bios",)
 
 
+def datasources(recipe: Recipe) -> tuple[str, ...]:
+    """The recipe's `test.boot.datasource`, or what its publish targets imply: oVirt starts VMs
+    from the template with a config drive; elsewhere a cidata ISO is the common way."""
+    boot = recipe.test.boot
+    if boot is not None and boot.datasource:
+        return tuple(dict.fromkeys(boot.datasource))
+    return ("configdrive",) if recipe.publish.ovirt is not None else ("nocloud",)
+
+
+def boot_plan(recipe: Recipe) -> list[tuple[str, str]]:
+    """(datasource, firmware) per boot: the lists paired, the shorter one repeated, so each
+    entry of both is booted once without a boot per combination (a TCG boot costs minutes)."""
+    ds, fw = datasources(recipe), firmwares(recipe)
+    return [(ds[i % len(ds)], fw[i % len(fw)]) for i in range(max(len(ds), len(fw)))]
+
+
 class BootTestStage(Stage):
     name = "test.boot"
-    version = 2  # 2: firmware
+    version = 3  # 2: firmware; 3: datasource (per-VM data as the platform hands it)
     Options = BootTestOptions
     inputs = ("image",)
     tools = ("qemu-system-x86_64",)
@@ -67,7 +87,17 @@ class BootTestStage(Stage):
         user_data = recipe.cloud_init.user_data if recipe.cloud_init else None
         return BootTestOptions(user_data=user_data, checks=tuple(boot.http),
                                timeout=boot.timeout, memory=boot.memory, cpus=boot.cpus,
-                               firmware=firmwares(recipe)[0])
+                               firmware=firmwares(recipe)[0],
+                               datasource=datasources(recipe)[0])
+
+    @classmethod
+    def options_per_boot(cls, recipe: Recipe) -> list[BootTestOptions]:
+        """One options set per boot of `boot_plan` (empty without `test.boot`)."""
+        first = cls.options_from_recipe(recipe)
+        if first is None:
+            return []
+        return [dataclasses.replace(first, datasource=ds, firmware=fw)
+                for ds, fw in boot_plan(recipe)]
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         image = inputs["image"]
@@ -84,7 +114,7 @@ class BootTestStage(Stage):
         report = boot_test(image.path, user_data=o.user_data, checks=o.checks, timeout=o.timeout,
                            log_dir=ctx.build_dir / "logs" / "boot-test", memory=o.memory,
                            cpus=o.cpus, accel=ctx.accel, disk_fmt=image.format,
-                           firmware=o.firmware, hardware=o.hardware)
+                           firmware=o.firmware, hardware=o.hardware, datasource=o.datasource)
         ctx.log.info("boot test: %s", report)
         if not report["passed"]:
             raise BootTestFailed(report)

@@ -25,8 +25,8 @@ class GuestOptions:
 
 class GuestStage(Stage):
     name = "guest"
-    version = 3  # 2: package inventory read from the sealed image; 3: apt lists removed,
-    # free blocks trimmed, largest directories recorded
+    version = 4  # 2: package inventory read from the sealed image; 3: apt lists removed,
+    # free blocks trimmed, largest directories recorded; 4: full datasource list, NoCloud last
     Options = GuestOptions
     inputs = ("image",)
     tools = ("qemu-img",)

@@ -109,6 +109,7 @@ class OvirtPublishStage(Stage):
                             ballooning=o.ballooning, seal=o.seal, keep=o.keep,
                             disk_format=o.disk_format, version_name=o.version_name,
                             bios_type=o.bios_type)
+        agent = _guest_agent_warning(image)
         ctx.log.info("publishing %s to %s as template %s", image.path, cfg.url, o.template_name)
         with connect(cfg) as con:
             r = make_template(con, cfg, image.path, spec)
@@ -121,7 +122,7 @@ class OvirtPublishStage(Stage):
             "template_disk_ids": r.template_disk_ids, "removed_versions": r.removed_versions,
             "base_template_id": r.base_template_id, "version_number": r.version_number,
             "version_name": r.version_name, "kept_versions": r.kept_versions,
-            "bios_type": o.bios_type,
+            "bios_type": o.bios_type, "guest_agent": agent,
             **({} if r.reused else _changes_since_last_publish(ctx))})
 
 
@@ -143,3 +144,18 @@ def _changes_since_last_publish(ctx: StageContext) -> dict[str, Any]:
             return {"previous_build": d.name, "changes": package_changes(
                 m.get("packages"), ctx.manifest.get("packages"))}
     return {"previous_build": None}
+
+
+def _guest_agent_warning(image: Artifact) -> str | None:
+    """Warn when the guest stage found no qemu guest agent: the engine then shows no IPs or
+    FQDN for VMs made from the template (add `qemu-guest-agent` to the recipe's packages)."""
+    if "guest_agent" not in image.metadata:
+        return None  # no guest stage ran: nothing was checked
+    agent = image.metadata["guest_agent"]
+    if not agent:
+        from imagepipe import ui
+
+        ui.warn("the image has no qemu guest agent: oVirt will not show the IP addresses and "
+                "FQDN of VMs made from this template (add qemu-guest-agent to the recipe's "
+                "packages)")
+    return str(agent) if agent else None

@@ -213,9 +213,9 @@ def test_default_boot_firmwares(tmp_path: Path) -> None:
         """))
     assert firmwares(both) == ("bios", "uefi")
     ids = [n.id for n in flat(make_plan(both))]
-    assert "test.boot" in ids and "test.boot.uefi" in ids
+    assert "test.boot.bios" in ids and "test.boot.uefi" in ids
     nodes = {n.id: n for n in flat(make_plan(both))}
-    assert nodes["test.boot"].stage.options.firmware == "bios"
+    assert nodes["test.boot.bios"].stage.options.firmware == "bios"
     assert nodes["test.boot.uefi"].stage.options.firmware == "uefi"
     plain = load_recipe(_recipe(tmp_path, """\
         outputs: [{format: qcow2}]

@@ -83,6 +83,17 @@ class Engine(TransfersMixin, VmsMixin, Core):
             return 200, {"faults": self.faults.values}
         if path == "/sim/state" and method == "GET":
             return 200, self.state()
+        parts = path.split("/")  # /sim/vms/ID/configdrive: what the VM's start would get
+        if len(parts) == 5 and parts[2] == "vms" and parts[4] == "configdrive" and method == "GET":
+            from imagepipe.testing.ovirt_engine.payload import vm_payload
+
+            with self.lock:
+                vm = self.vms.get(parts[3])
+                if vm is None:
+                    return 404, {"error": f"no such VM: {parts[3]}"}
+                files = vm_payload(vm)
+            return 200, {"label": "config-2",
+                         "files": {k: v.decode("utf-8", "replace") for k, v in files.items()}}
         return 404, {"error": f"no such simulator endpoint: {method} {path}"}
 
 
@@ -177,6 +188,14 @@ class EngineSimulator:
 
     def state(self) -> dict[str, Any]:
         return self.engine.state()
+
+    def config_drive(self, vm_id: str, out: Path) -> Path:
+        """Write the config drive ISO the engine would attach when it starts VM `vm_id`."""
+        from imagepipe.testing.ovirt_engine.payload import write_vm_config_drive
+
+        with self.engine.lock:
+            vm = dict(self.engine.vm(vm_id))
+        return write_vm_config_drive(vm, out)
 
     def live_tickets(self) -> list[str]:
         """Tickets the daemon still holds, asked of the daemon itself (not our bookkeeping)."""

@@ -87,6 +87,8 @@ class VmsMixin:
               "creation_time": now_text(), "stateless": False,
               "use_latest_template_version": latest,
               "cluster": ref("clusters", cluster["id"]), "template": ref("templates", tpl["id"]),
+              # the engine copies the template's initialization into a VM made from it
+              "initialization": body.get("initialization") or tpl.get("initialization"),
               "links": [("diskattachments", f"{API}/vms/{vm_id}/diskattachments"),
                         ("nics", f"{API}/vms/{vm_id}/nics")],
               "_attachments": {}, "_nics": {}}
