@@ -179,6 +179,10 @@ def test_5_next_build_stops_a_boot_test_vm_left_by_kill_9(tmp_path: Path) -> Non
     vm = subprocess.Popen(["bash", "-c", f'exec -a "qemu-system-x86_64 -pidfile {sockdir}/'
                            'qemu.pid" sleep 600'])
     try:
+        deadline = time.monotonic() + 10  # until bash has exec'd the stand-in (a loaded host)
+        while not Path(f"/proc/{vm.pid}/cmdline").read_bytes().startswith(b"qemu-system"):
+            assert time.monotonic() < deadline, "the stand-in VM did not start"
+            time.sleep(0.05)
         (sockdir / "qemu.pid").write_text(f"{vm.pid}\n")
         (sockdir / orphans.OWNER).write_text(f"{dead.pid}\n")
         (live_owner / orphans.OWNER).write_text(f"{os.getpid()}\n")  # a running build's VM
