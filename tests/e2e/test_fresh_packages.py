@@ -74,7 +74,7 @@ source:
     packages: [canary]
     repositories:
       - {{url: "{url}", suite: {SUITE}, components: [main], key: canary.asc}}
-seal: {{operations: none}}
+seal: {{operations: machine-id}}  # a guest stage: the package inventory
 outputs:
   - {{format: qcow2}}
 publish:
@@ -132,6 +132,10 @@ def test_new_package_version_rebuilds_and_publishes(tmp_path: Path, shared_store
         manifest3 = json.loads((templates / v2 / "manifest.json").read_text())
         assert manifest3["publish"]["local"]["version"] == v2
         assert third["results"][0]["rerun"] == 1  # only publish.local, which found no change
+        diff = run_cli("templates", "diff", "canary", "--dir", str(recipes / "templates"),
+                       cwd=recipes)
+        assert diff.returncode == 0, diff.stderr
+        assert "canary 1.0 -> 1.1" in diff.stdout, diff.stdout
     finally:
         server.stop()
         repo.close()
