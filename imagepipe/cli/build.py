@@ -176,8 +176,9 @@ def _boot_note(record: Any) -> str:
     meta = dict(record.artifact.metadata) if record.artifact is not None else {}
     if record.stage != "test.boot" or "passed" not in meta:
         return ""
-    checks = ", ".join(f"{c['name']} {c['seconds']}s" if c.get("passed") else
-                       f"{c['name']} FAILED" for c in meta.get("checks", []))
+    checks = ", ".join(c["name"] + ("" if c.get("seconds") is None else f" {c['seconds']}s")
+                       if c.get("passed") else f"{c['name']} FAILED"
+                       for c in meta.get("checks", []))
     return f"  boot test {'passed' if meta['passed'] else 'FAILED'}: {checks}"
 
 
