@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from imagepipe.durable import publish
 
 LABEL = "config-2"
 META = "openstack/latest/meta_data.json"
@@ -119,15 +116,9 @@ def write_config_drive(out: Path, files: Mapping[str, bytes]) -> None:
         data = files[path]
         iso.add_fp(io.BytesIO(data), len(data), _iso9660(path) + ";1", rr_name=parts[-1],
                    joliet_path=f"/{path}")
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            iso.write_fp(f)
-        publish(tmp, out, force=True)
-    finally:
-        iso.close()
-        tmp.unlink(missing_ok=True)
+    from imagepipe.cloudinit.seed import write_iso
+
+    write_iso(iso, Path(out))
 
 
 def read_config_drive(iso_path: Path) -> dict[str, bytes]:

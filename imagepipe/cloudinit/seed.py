@@ -101,7 +101,12 @@ def build_seed_iso(
         iso.add_fp(
             io.BytesIO(data), len(data), f"/{short}.;1", rr_name=name, joliet_path=f"/{name}"
         )
-    out = Path(out)
+    write_iso(iso, Path(out), force=force)
+
+
+def write_iso(iso: Any, out: Path, *, force: bool = True) -> None:
+    """Write a pycdlib ISO to a temp name beside `out`, fsync, rename (durable.publish), and
+    close it: nothing half-written ever carries the output's name."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

@@ -32,6 +32,7 @@ from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.hashing import file_digest
 from imagepipe.stages.base import Artifact, hash_json
 from imagepipe.store.locks import BuildLock, Holds, try_flock
+from imagepipe.tools.orphans import pid_alive
 
 ALGOS = ("sha256", "sha512")
 ENV = "IMAGEPIPE_STORE"
@@ -312,7 +313,7 @@ class Store:
                 os.close(fd)
         for gdir in (self.root / "tmp").glob("guestfs.*"):  # libguestfs temp of a dead process
             pid = gdir.name.split(".", 1)[1]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(gdir, ignore_errors=True)
                 removed.append(gdir)
         from imagepipe.tools.orphans import sweep
@@ -347,16 +348,6 @@ class Store:
 
 
 _BOOT_ID: list[str] = []
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def boot_id() -> str:

@@ -25,7 +25,8 @@ def mark_owner(sockdir: Path) -> None:
     (sockdir / OWNER).write_text(f"{os.getpid()}\n")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while a process `pid` exists (also one of another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -59,7 +60,7 @@ def sweep(tmp: Path | None = None) -> list[Path]:
             owner = int((sockdir / OWNER).read_text().strip())
         except (OSError, ValueError):
             continue  # no owner file: not ours to judge
-        if _alive(owner):
+        if pid_alive(owner):
             continue
         try:
             pid = int((sockdir / "qemu.pid").read_text().strip())
