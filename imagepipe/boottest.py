@@ -120,12 +120,14 @@ def ssh_fingerprint(pubkey_line: str) -> str | None:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
-def image_identity(image: Path, fmt: str | None = None,
-                   accel: str | None = None) -> dict[str, Any]:
-    """The machine-id and SSH host key fingerprints stored in the image (read-only)."""
+def image_identity(image: Path, fmt: str | None = None, accel: str | None = None,
+                   overlay: bool = False) -> dict[str, Any]:
+    """The machine-id and SSH host key fingerprints stored in the image (read-only).
+    `overlay`: the boot's own qcow2 overlay, whose backing file is the image already probed."""
     from imagepipe.tools.guestfs import GuestSession
 
-    with GuestSession(image, fmt=fmt, readonly=True, accel=accel) as s:
+    with GuestSession(image, fmt=fmt, readonly=True, accel=accel,
+                      allow_backing=overlay) as s:
         mid = s.read_text("/etc/machine-id").strip() if s.is_file("/etc/machine-id") else ""
         keys = [ssh_fingerprint(s.read_text(p)) for p in s.glob("/etc/ssh/ssh_host_*_key.pub")]
     return {"machine_id": mid, "host_keys": sorted(k for k in keys if k)}
@@ -211,7 +213,7 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
                 if media.datasource == "none" and before is not None and clean:
                     # Nothing could be handed in to print the identity: read it back from the
                     # VM's overlay (the guest is off, its disk is consistent).
-                    identity.update(image_identity(vm.boot_disk, "qcow2", accel))
+                    identity.update(image_identity(vm.boot_disk, "qcow2", accel, overlay=True))
         finally:
             for f in media.files:
                 f.unlink(missing_ok=True)

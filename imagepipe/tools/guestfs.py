@@ -171,8 +171,11 @@ class GuestSession:
     """Context manager: launch, inspect, mount by inspection; close on exit no matter what."""
 
     def __init__(self, image: Path, *, fmt: str | None = None, readonly: bool = False,
-                 network: bool = False, accel: str | None = None) -> None:
+                 network: bool = False, accel: str | None = None,
+                 allow_backing: bool = False) -> None:
+        """`allow_backing`: only for overlays imagepipe made itself on an image it probed."""
         self.image = Path(image)
+        self.allow_backing = allow_backing
         self.fmt = fmt
         self.readonly = readonly
         self.network = network
@@ -182,7 +185,8 @@ class GuestSession:
 
     # -- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> GuestSession:
-        fmt = probed_format(self.image, self.fmt)  # before any appliance sees the image
+        # before any appliance sees the image
+        fmt = probed_format(self.image, self.fmt, allow_backing=self.allow_backing)
         self.g = new_handle(self.accel)
         launched = False
         try:

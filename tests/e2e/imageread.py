@@ -9,7 +9,8 @@ from imagepipe.tools.guestfs import new_handle
 
 
 def read_files(images: list[Path], paths: list[str]) -> list[dict[str, str | None]]:
-    """For each image (its root on the first partition): path -> text (None if absent)."""
+    """For each image (its root: the ext4 partition, after a BIOS boot partition and an ESP on
+    hybrid disks): path -> text (None if absent)."""
     g: Any = new_handle()
     try:
         for img in images:
@@ -19,7 +20,8 @@ def read_files(images: list[Path], paths: list[str]) -> list[dict[str, str | Non
         out: list[dict[str, str | None]] = []
         for dev in devices:
             parts = [p for p in g.list_partitions() if p.startswith(dev)]
-            g.mount_ro(parts[0] if parts else dev, "/")
+            roots = [p for p in parts if g.vfs_type(p) == "ext4"]
+            g.mount_ro(roots[0] if roots else parts[0] if parts else dev, "/")
             out.append({p: g.cat(p) if g.is_file(p) else None for p in paths})
             g.umount_all()
         return out
