@@ -10,7 +10,6 @@ thread dies), the way a machine that is gone would.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from imagepipe import ui
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.farm import BROKER_ENV, TASK_NAME, records
 from imagepipe.farm.broker import ping, redact
+from imagepipe.tools.run import dies_with_parent
 
 
 @dataclass
@@ -40,13 +40,6 @@ class WorkerSettings:
     @property
     def log_root(self) -> Path:
         return self.store / "builds" / "_farm"
-
-
-def _die_with_parent() -> None:
-    """Run in the build child before exec: SIGKILL it when the worker thread that started it
-    dies (PR_SET_PDEATHSIG), so a killed worker leaves no build running unseen."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
 
 
 def check_tools() -> dict[str, str]:
@@ -157,8 +150,10 @@ def _build(s: WorkerSettings, r: Any, payload: dict[str, Any], work: Path) -> di
         # The broker URL stays with the worker: the build is local (never sent back to the
         # farm), and the password never reaches a child's environment.
         env = {k: v for k, v in os.environ.items() if k != BROKER_ENV}
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, env=env,
-                                cwd=recipe_path.parent, preexec_fn=_die_with_parent)
+        # SIGKILLed by the kernel when the worker thread that started it dies, so a killed
+        # worker leaves no build running unseen.
+        proc = subprocess.Popen(dies_with_parent(argv), stdout=subprocess.PIPE, stderr=err,
+                                text=True, env=env, cwd=recipe_path.parent)
         assert proc.stdout is not None
         for line in proc.stdout:
             try:

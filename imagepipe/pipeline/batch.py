@@ -7,9 +7,7 @@ the summary is read from each build's `--json` result event rather than scraped 
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -98,10 +96,10 @@ def _forward_interrupt() -> None:
 def _run_child(argv: list[str], stderr: Any) -> subprocess.CompletedProcess[str]:
     """subprocess.run, with the child registered for _forward_interrupt and killed by the
     kernel if this process is killed (PR_SET_PDEATHSIG, as tools.run does)."""
-    from imagepipe.tools.run import die_with_parent
+    from imagepipe.tools.run import dies_with_parent
 
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                            preexec_fn=functools.partial(die_with_parent, os.getpid()))
+    proc = subprocess.Popen(dies_with_parent(argv), stdout=subprocess.PIPE, stderr=stderr,
+                            text=True)
     with _children_lock:
         _children.add(proc)
     try:

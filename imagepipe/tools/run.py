@@ -7,7 +7,6 @@ accidentally use a shell or forget a timeout.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shlex
@@ -96,7 +95,7 @@ def run(
     streaming = on_stdout_line is not None or on_stderr_line is not None
     stdout_pipe = subprocess.PIPE if (capture or streaming) else None
     proc = subprocess.Popen(
-        argv,
+        dies_with_parent(argv),
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
         stdout=stdout_pipe,
         stderr=subprocess.PIPE if (capture or on_stderr_line) else None,
@@ -104,7 +103,6 @@ def run(
         cwd=cwd,
         text=True,
         start_new_session=True,
-        preexec_fn=functools.partial(die_with_parent, os.getpid()),
     )
     try:
         if streaming:
@@ -125,25 +123,19 @@ def run(
     return result
 
 
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent: int) -> None:
-    """In the forked child before exec: ask the kernel for SIGKILL when imagepipe dies.
+def dies_with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv` started through util-linux's `setpriv --pdeathsig KILL`: the kernel sends the
+    tool SIGKILL when imagepipe (the thread that started it) dies.
 
     Why: children run in their own session (so a terminal's Ctrl-C reaches only imagepipe,
     which stops them in order), which also means nothing stops them if imagepipe is killed
-    with -9; a qemu-img would keep writing into the store. The signal fires when the forking
-    *thread* exits, which is fine here: run() waits for its child in that same thread."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl: do not start at all
-            os._exit(1)
-    except (OSError, AttributeError):
-        pass
+    with -9; a qemu-img would keep writing into the store. Why not a Python `preexec_fn`
+    calling prctl: Python code between fork and exec in a multi-threaded process can deadlock
+    on a lock another thread held at the fork (measured: children stuck in a futex forever,
+    before exec, after their parent was killed); setpriv is an exec'd C program."""
+    if shutil.which("setpriv") is None:  # util-linux is essential on Debian; elsewhere: as is
+        return list(argv)
+    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
 
 
 def _stream(
