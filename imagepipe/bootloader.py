@@ -187,7 +187,7 @@ def install_grub(g: Any, firmware: str, root_uuid: str, kernel_args: str = "") -
     g.write("/etc/default/grub", default_grub(kernel_args))
     g.rm_rf("/boot/extlinux")
     for argv in grub_install_argvs(firmware, device):
-        _guest(g, argv)
+        _guest_retry(g, argv)
     # The signed GRUB looks for grub.cfg in /EFI/debian (its built-in prefix), then beside
     # itself: write both, so either lookup finds the root by UUID.
     for d in ("/boot/efi/EFI/BOOT", "/boot/efi/EFI/debian"):
@@ -202,6 +202,22 @@ def install_grub(g: Any, firmware: str, root_uuid: str, kernel_args: str = "") -
     return {"bootloader": "grub", "firmware": firmware, "partition_table": "gpt",
             "esp_uuid": esp_uuid,
             "efi_files": sorted("EFI/" + f.lstrip("/") for f in g.find("/boot/efi/EFI"))}
+
+
+def _guest_retry(g: Any, argv: list[str]) -> str:
+    """`_guest`, once more after `udevadm settle` if it fails: grub-install probes the disk's
+    partitions through the appliance's /dev, and once in a CI run (not reproduced with the same
+    rootfs) it saw no BIOS boot partition ("embedding is not possible ... cross-disk install"),
+    as if udev had not finished with the partitions yet."""
+    try:
+        return _guest(g, argv)
+    except ImagepipeError as exc:
+        log.warning("%s; retrying after udevadm settle", exc)
+        try:
+            g.command(["udevadm", "settle", "--timeout=30"])
+        except RuntimeError:
+            pass
+        return _guest(g, argv)
 
 
 def _guest(g: Any, argv: list[str]) -> str:
