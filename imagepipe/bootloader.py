@@ -166,7 +166,10 @@ def grub_install_argvs(firmware: str, device: str) -> list[list[str]]:
     """The grub-install runs (inside the guest) for `firmware` on whole-disk `device`."""
     argvs: list[list[str]] = []
     if firmware == "hybrid":
-        argvs.append(["grub-install", "--target=i386-pc", "--recheck", device])
+        # No --recheck: it rebuilds device.map from the appliance's /dev/disk/by-id, which
+        # once mapped /dev/sda to another drive ("cross-disk install"); without a device.map
+        # GRUB names the disk from the device itself.
+        argvs.append(["grub-install", "--target=i386-pc", device])
     argvs.append(["grub-install", "--target=x86_64-efi", "--efi-directory=/boot/efi",
                   "--uefi-secure-boot", "--removable", "--no-nvram"])
     return argvs
@@ -214,6 +217,7 @@ def _guest_retry(g: Any, argv: list[str]) -> str:
     except ImagepipeError as exc:
         log.warning("%s; retrying after udevadm settle", exc)
         try:
+            g.rm_f("/boot/grub/device.map")
             g.command(["udevadm", "settle", "--timeout=30"])
         except RuntimeError:
             pass
