@@ -64,8 +64,9 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
 
 def _outputs(templates: Path, name: str) -> dict[str, Path]:
     latest = templates / name / "latest"
-    return {p.name: p for p in latest.iterdir()
-            if p.name not in ("manifest.json", "SHA256SUMS", "seed.iso")}
+    return {p.name: p for p in latest.iterdir()  # the disk images only
+            if p.name not in ("manifest.json", "SHA256SUMS", "seed.iso", "sbom.spdx.json")
+            and not p.name.startswith(".")}  # e.g. the .imagepipe-published marker
 
 
 def _fmt(path: Path) -> str:
