@@ -158,6 +158,11 @@ def describe_sdk_error(exc: BaseException) -> str:
     return str(exc)
 
 
+class PassThrough(Exception):  # noqa: N818 - a marker base, not an error of its own
+    """Base of imagepipe's own signals raised inside an `engine_errors` block (a transfer the
+    caller may retry): passed through unchanged, never reported as an unreadable reply."""
+
+
 @contextmanager
 def engine_errors(doing: str) -> Iterator[None]:
     """Turn SDK exceptions into EngineError carrying what we were doing and the engine's reason."""
@@ -177,7 +182,7 @@ def engine_errors(doing: str) -> Iterator[None]:
             raise EngineError(f"{doing}: TLS verification failed: {text}",
                               "pass the engine's CA with --ca-file (or OVIRT_CA_FILE)") from None
         raise EngineError(f"{doing}: {text}") from None
-    except (ImagepipeError, KeyboardInterrupt):
+    except (ImagepipeError, PassThrough, KeyboardInterrupt):
         raise
     except Exception as exc:  # the SDK's parsers fail oddly on a reply with no/garbled body
         raise EngineError(f"{doing}: the engine sent a reply imagepipe cannot read "

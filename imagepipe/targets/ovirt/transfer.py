@@ -19,14 +19,19 @@ from urllib.parse import urlsplit
 
 from imagepipe import ui
 from imagepipe.targets.ovirt import engine as eng
-from imagepipe.targets.ovirt.connection import EngineConfig, EngineError, engine_errors
+from imagepipe.targets.ovirt.connection import (
+    EngineConfig,
+    EngineError,
+    PassThrough,
+    engine_errors,
+)
 
 BLOCK_SIZE = 4 << 20
 ALGORITHM = "sha256"  # SHA-NI makes it ~2x faster than blake2b here
 READY_PHASES = ("transferring",)
 
 
-class RetryableTransferError(Exception):
+class RetryableTransferError(PassThrough):
     """A failure worth a fresh attempt (paused transfer, broken data connection, bad checksum)."""
 
 
