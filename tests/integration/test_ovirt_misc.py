@@ -86,13 +86,28 @@ def test_ctrl_c_during_transfer(sim, tmp_path: Path) -> None:
 
 
 def test_simulator_as_module(tmp_path: Path) -> None:
+    import shutil
+    import tempfile
+
+    # A short directory: unix socket paths under it must fit in 107 bytes (the simulator
+    # refuses a deeper --dir, and pytest's tmp_path is deep).
+    short = Path(tempfile.mkdtemp(prefix="sim-", dir="/tmp"))
+    try:
+        _simulator_as_module(short, tmp_path)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def _simulator_as_module(base: Path, tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "imagepipe.testing.ovirt_engine", "--dir",
-                             str(tmp_path / "s")], stdout=subprocess.PIPE, text=True)
+                             str(base / "s")], stdout=subprocess.PIPE, text=True)
     try:
         info = {}
         assert proc.stdout is not None
         while len(info) < 4:
-            key, _, value = proc.stdout.readline().partition(": ")
+            line = proc.stdout.readline()
+            assert line, f"the simulator exited early ({proc.wait(timeout=10)})"
+            key, _, value = line.partition(": ")
             info[key] = value.strip()
         assert info["url"].startswith("https://127.0.0.1:")
         env = dict(os.environ, OVIRT_URL=info["url"], OVIRT_PASSWORD_FILE=info["password_file"],
@@ -104,7 +119,7 @@ def test_simulator_as_module(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     # the daemon it started is gone: its control socket was removed on shutdown
-    assert not (tmp_path / "s" / "imageio" / "run" / "control.sock").exists()
+    assert not (base / "s" / "imageio" / "run" / "control.sock").exists()
 
 
 def test_profile_file_and_insecure(sim, tmp_path: Path) -> None:
