@@ -1,6 +1,6 @@
 """Base images from packages: mmdebstrap -> rootfs tarball -> bootable disk, no host mounts.
 
-Why this way (measured in FIELD-NOTES): mmdebstrap in `unshare` mode builds the root filesystem
+Why this way (measured): mmdebstrap in `unshare` mode builds the root filesystem
 as a tarball without touching the host's mount table (~70-95 s for the httpd package set); the
 disk is then made from the tarball without loop devices or mounts (imagepipe.rootfs_disk). The
 tarball is its own artifact: a recipe change after the package list (a cloud-config, a disk

@@ -1,7 +1,7 @@
 """Customize a guest in the shared appliance: packages, files, commands, services.
 
 Why in the one session instead of virt-customize: the same launch then injects and seals
-(FIELD-NOTES: two launches cost ~30 s more). Order is fixed and documented: packages, files,
+(measured: two launches cost ~30 s more). Order is fixed and documented: packages, files,
 commands, services, so a command can use what was installed and written, and a service unit
 written by `files:` can be enabled. Failures name the command, its exit code and last lines.
 """

@@ -5,7 +5,7 @@ Two ways to fill the filesystem, same result:
   so owners, modes, device nodes and xattrs survive), configured there, and `mkfs.ext4 -d`
   writes the filesystem straight into the partition's byte range of the disk file
   (`-E offset=`). ~5 s for the 780 MiB httpd rootfs, against ~56 s for `tar_in` through the
-  appliance (FIELD-NOTES' bottleneck). A libguestfs launch then only installs extlinux.
+  appliance (the measured bottleneck). A libguestfs launch then only installs extlinux.
 - `guestfs` (anyone): everything inside one appliance: mkfs, `tar_in`, the same files.
 
 The disk (`disk.firmware`): `hybrid` (default) and `uefi` are GPT with GRUB, laid out and

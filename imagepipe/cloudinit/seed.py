@@ -4,7 +4,7 @@ Why pycdlib: no external ISO tool (genisoimage/xorriso) to install or parse; the
 9660 + Joliet + Rock Ridge names so every cloud-init version finds `user-data`/`meta-data`.
 Why always both files and a fresh instance-id: cloud-init ignores a seed without meta-data, and
 a clone booted with the instance-id of the image's last boot is treated as "not new" (no new
-SSH host keys; FIELD-NOTES' sealing trap).
+SSH host keys; a known sealing trap).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Why: a real Debian image takes minutes to bootstrap; seal/inject/lint tests only need a guest
 that `inspect_os` recognizes (os-release, /bin, fstab, an ELF binary) plus the files under
-test. `mkfs.ext4 -d TREE` packs a directory into the partition directly (FIELD-NOTES).
+test. `mkfs.ext4 -d TREE` packs a directory into the partition directly.
 """
 
 from __future__ import annotations

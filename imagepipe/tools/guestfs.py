@@ -1,6 +1,6 @@
 """GuestSession: one libguestfs appliance launch for all guest work on an image.
 
-Why one session: a launch costs ~15 s under TCG (FIELD-NOTES); virt-customize followed by
+Why one session: a launch costs ~15 s under TCG (measured); virt-customize followed by
 virt-sysprep pays it twice plus inspection twice. Customize, inject, seal, lints and the
 read-back verification all run on one handle. The image is opened as given; callers hand in a
 copy or overlay (see `working_copy`) so the input is never modified unless the user asked for

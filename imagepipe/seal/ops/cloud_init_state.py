@@ -1,5 +1,5 @@
 """cloud-init state must go, or a clone booted with the same instance-id is 'not new' and skips
-per-instance work such as SSH host key generation (FIELD-NOTES: virt-sysprep leaves it).
+per-instance work such as SSH host key generation (virt-sysprep leaves it).
 The seed (/var/lib/cloud/seed) stays: it is the template's own configuration."""
 
 from __future__ import annotations
