@@ -124,12 +124,7 @@ def make_template(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
     if spec.keep is not None and base is None:
         ui.warn(f"--keep {spec.keep} ignored: {spec.name!r} is not a versioned name "
                 "(add ${date}, e.g. NAME-${date})")
-    cluster = _find_cluster(con, spec.cluster)
-    profile = _find_profile(con, cluster, spec.network)
-    eng.find_storage_domain(con, spec.storage_domain)
-    ui.info(f"computing the checksum of {image.name}")
-    local = data.local_checksum(image)
-    digest = f"{local['algorithm']}:{local['checksum']}"
+    cluster, profile, local, digest = _lookups_and_checksum(con, spec, image)
     family = _versions(con, base, spec.name) if base is not None else []
     same = eng.search_one(con.system_service().templates_service(), "template", name)
     for tpl in family + ([same] if same else []):
@@ -151,6 +146,18 @@ def make_template(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
     return result
 
 
+def _lookups_and_checksum(con: Any, spec: TemplateSpec,
+                          image: Path) -> tuple[Any, Any, dict[str, Any], str]:
+    """Cluster, vNIC profile and storage domain checked on the engine (bad names fail before
+    any upload), then the image's checksum: what both publish paths need first."""
+    cluster = _find_cluster(con, spec.cluster)
+    profile = _find_profile(con, cluster, spec.network)
+    eng.find_storage_domain(con, spec.storage_domain)
+    ui.info(f"computing the checksum of {image.name}")
+    local = data.local_checksum(image)
+    return cluster, profile, local, f"{local['algorithm']}:{local['checksum']}"
+
+
 def _make_version(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
                   options: UploadOptions, start: float) -> TemplateResult:
     """A new version of template `spec.name` (the base template if there is none yet)."""
@@ -163,12 +170,7 @@ def _make_version(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
                          "put the date into the version name instead (it is the default)")
     version_name = spec.version_name or \
         datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
-    cluster = _find_cluster(con, spec.cluster)
-    profile = _find_profile(con, cluster, spec.network)
-    eng.find_storage_domain(con, spec.storage_domain)
-    ui.info(f"computing the checksum of {image.name}")
-    local = data.local_checksum(image)
-    digest = f"{local['algorithm']}:{local['checksum']}"
+    cluster, profile, local, digest = _lookups_and_checksum(con, spec, image)
     family = versions.family(con, spec.name)
     base = versions.find_base(family)
     for tpl in family:
