@@ -248,11 +248,12 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
     check_mirror(mirror, src.suite, timeout=check_timeout)
     # mmdebstrap picks its output format from the name: keep the .tar suffix on the temp name.
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix or '.tar'}")
-    side = out.with_name(f".{out.stem}.apt-{os.getpid()}")
+    side: Path | None = None
     argv = mmdebstrap_argv(src, mirror, tmp, firmware)
     if pinned is not None:
-        from imagepipe.bootstrap_sources import pinned_argv
+        from imagepipe.bootstrap_sources import pinned_argv, scratch_dir
 
+        side = scratch_dir()
         argv = pinned_argv(src, mirror, tmp, pinned, side)
     ui.info(f"bootstrap: mmdebstrap {src.distro} {src.suite} from {mirror} "
             f"({len(pinned) if pinned is not None else len(package_list(src, firmware))} "
@@ -262,7 +263,7 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
                   on_stderr_line=mmdebstrap_phase(ui.phase_setter()))
         if res.returncode != 0:
             raise _mmdebstrap_error(res.argv, res.returncode, res.stderr + res.stdout, mirror)
-        if pinned is not None:
+        if side is not None and pinned is not None:
             from imagepipe.bootstrap_sources import check_installed
 
             check_installed(side / "installed.tsv", pinned)
@@ -271,7 +272,8 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         tmp.unlink(missing_ok=True)
-        shutil.rmtree(side, ignore_errors=True)
+        if side is not None:
+            shutil.rmtree(side, ignore_errors=True)
     return out
 
 

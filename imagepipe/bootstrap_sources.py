@@ -14,8 +14,13 @@ files (imagepipe.apt_sources.image_files) and install extra repositories' keys u
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import stat
+import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from imagepipe.errors import ImagepipeError
@@ -24,6 +29,36 @@ from imagepipe.recipe.model import BootstrapSource
 
 class ContentMismatch(ImagepipeError):
     """The bootstrap installed something else than the resolved set."""
+
+
+def _traversable(path: Path) -> bool:
+    """Every directory from / down to `path` lets others in (o+x)."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
+
+
+def scratch_dir() -> Path:
+    """A fresh directory for the files mmdebstrap's apt must read (extra repositories' keys).
+
+    Why not beside the tarball in the store: in unshare mode apt runs as an unprivileged
+    user of a user namespace, and the store usually sits below a private directory
+    (`/root/.cache`, pytest's `/tmp/pytest-of-root`): apt then cannot open a `signed-by` key
+    there and reports the repository as unsigned (NO_PUBKEY). The caller removes it."""
+    base = Path(tempfile.gettempdir())
+    if not _traversable(base):
+        base = Path("/tmp")
+    path = Path(tempfile.mkdtemp(prefix="imagepipe-apt-", dir=base))
+    path.chmod(0o755)
+    return path
+
+
+def _readable_key(key: str | None, side: Path, index: int) -> str | None:
+    """`key` as a world-readable copy in `side` (the distro keyrings are readable already)."""
+    if key is None or key.startswith("/usr/share/keyrings/"):
+        return key
+    dest = side / f"key{index}{Path(key).suffix}"
+    shutil.copyfile(key, dest)
+    os.chmod(dest, 0o644)
+    return str(dest)
 
 
 def pinned_argv(src: BootstrapSource, mirror: str, out: Path, pinned: Mapping[str, str],
@@ -36,9 +71,10 @@ def pinned_argv(src: BootstrapSource, mirror: str, out: Path, pinned: Mapping[st
     from imagepipe.freshness import apt_state
 
     state: AptState = apt_state()
-    repos = [state.host_repo(r) for r in apt_sources.all_repos(src, mirror)]
     side.mkdir(parents=True, exist_ok=True)
     side.chmod(0o755)
+    repos = [replace(r, signed_by=_readable_key(r.signed_by, side, i)) for i, r in
+             enumerate(state.host_repo(r) for r in apt_sources.all_repos(src, mirror))]
     hooks = []
     script = ['rm -f "$1/etc/apt/sources.list" "$1"/etc/apt/sources.list.d/0000*']
     for i, (dest, content) in enumerate(sorted(apt_sources.image_files(src, mirror).items())):

@@ -168,3 +168,39 @@ def test_explain_names_the_changed_packages() -> None:
     assert "options.resolved.canary changed: 1.0 all -> 1.1 all" in why
     assert "options.resolved.passwd changed: 1:4.13 amd64 -> 1:4.14 amd64" in why
     assert "options.resolved.gone removed" in why and "options.resolved.fresh added" in why
+
+
+def test_mmdebstrap_reads_extra_keys_from_a_place_others_can_open(tmp_path: Path) -> None:
+    """mmdebstrap's apt runs as an unprivileged namespace user: a key below a private store
+    (0700, like /root/.cache) must reach it as a copy anyone can read."""
+    import os
+    import shutil
+    import subprocess
+
+    from imagepipe import freshness
+    from imagepipe.bootstrap_sources import pinned_argv, scratch_dir
+
+    private = tmp_path / "private"
+    (private / "recipe").mkdir(parents=True)
+    private.chmod(0o700)
+    key = private / "recipe" / "vendor.asc"
+    key.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\nxyz\n")
+    src = BootstrapSource(security_mirror="http://sec.example/debian-security",
+                          repositories=(AptRepository("http://r.example/apt", "stable",
+                                                      ("main",), key),))
+    freshness.settings.store_root, before = private / "store", freshness.settings.store_root
+    side = scratch_dir()
+    try:
+        argv = pinned_argv(src, MIRROR, tmp_path / "out.tar", {"bash": "5.2 amd64"}, side)
+        keys = [a.split("signed-by=")[1].split("]")[0] for a in argv if "signed-by=/" in a]
+        extra = [k for k in keys if not k.startswith("/usr/share/keyrings/")]
+        assert len(extra) == 1 and Path(extra[0]).parent == side
+        assert Path(extra[0]).read_bytes() == key.read_bytes()
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            as_nobody = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup",
+                                        "--clear-groups", "cat", extra[0]],
+                                       capture_output=True, check=False)
+            assert as_nobody.returncode == 0, as_nobody.stderr
+    finally:
+        freshness.settings.store_root = before
+        shutil.rmtree(side)
