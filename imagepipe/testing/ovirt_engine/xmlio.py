@@ -64,7 +64,8 @@ def element(tag: str, obj: Any) -> ET.Element:
 
 
 def to_bytes(el: ET.Element) -> bytes:
-    return ET.tostring(el, encoding="utf-8", xml_declaration=True)
+    data: bytes = ET.tostring(el, encoding="utf-8", xml_declaration=True)
+    return data
 
 
 def render(tag: str, obj: Any) -> bytes:
