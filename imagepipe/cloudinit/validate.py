@@ -1,4 +1,4 @@
-"""User-data validation: catch a broken cloud-config before a template ships (SEED.md point 6).
+"""User-data validation: catch a broken cloud-config before a template ships.
 
 Why our own layer on top of cloud-init's validator: cloud-init (22.4, Debian bookworm) accepts
 unknown top-level keys such as `runcmdd:` and answers the seed's broken script (`runcmd` without
@@ -69,9 +69,15 @@ def detect_kind(text: str) -> str:
     return "unknown"
 
 
+# What to do when cloud-init's validator is missing: a cloud-config is never passed unchecked.
+VALIDATOR_HINT = ("apt-get install cloud-init, and create the venv with "
+                  "--system-site-packages; make setup does both")
+
+
 @functools.lru_cache(maxsize=1)
 def _schema() -> dict[str, Any] | None:
-    """cloud-init's schema (~0.45 s to load): once per process. None when not installed."""
+    """cloud-init's schema (~0.45 s to load): once per process. None when cloud-init's Python
+    package is not importable; the caller reports that as a problem (see VALIDATOR_HINT)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -171,6 +177,11 @@ def validate_user_data_text(text: str, name: str = "<user-data>") -> list[Proble
 def _validate_cloud_config(text: str, name: str) -> list[Problem]:
     import yaml
 
+    schema = _schema()
+    if schema is None:
+        return [Problem(name, None, None, "", "cannot check this cloud-config: cloud-init's "
+                        "schema validator (Python module cloudinit) is not installed",
+                        VALIDATOR_HINT)]
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -194,8 +205,8 @@ def _validate_cloud_config(text: str, name: str) -> list[Problem]:
         return []  # a bare '#cloud-config' header is valid (does nothing)
     if not isinstance(data, dict):
         return [_not_a_mapping(node, data, name)]
-    problems = _check_keys(node, data, name)
-    problems += _check_schema(node, data, name)
+    problems = _check_keys(node, schema, name)
+    problems += _check_schema(node, data, schema, name)
     return problems
 
 
@@ -220,10 +231,7 @@ def _not_a_mapping(node: Any, data: Any, name: str) -> Problem:
     )
 
 
-def _check_keys(node: Any, data: dict[str, Any], name: str) -> list[Problem]:
-    schema = _schema()
-    if schema is None:
-        return []
+def _check_keys(node: Any, schema: dict[str, Any], name: str) -> list[Problem]:
     known = known_top_level_keys(schema) | EXTRA_KEYS
     problems = []
     for key_node, _ in node.value:
@@ -245,10 +253,8 @@ def _check_keys(node: Any, data: dict[str, Any], name: str) -> list[Problem]:
     return problems
 
 
-def _check_schema(node: Any, data: dict[str, Any], name: str) -> list[Problem]:
-    schema = _schema()
-    if schema is None:
-        return []
+def _check_schema(node: Any, data: dict[str, Any], schema: dict[str, Any],
+                  name: str) -> list[Problem]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from cloudinit.config.schema import SchemaValidationError, validate_cloudconfig_schema
