@@ -1,4 +1,4 @@
-"""XML in and out, shaped like the engine's API v4 (ovirt-engine-api.md sections 1.1 and 4.1).
+"""XML in and out, shaped like the engine's API v4 (docs/ovirt-simulator.md section 1).
 
 Why generic and strict: entities are plain dicts rendered by one function, so every response
 follows the same rules (prolog, href + id on entities, `<x href id/>` references, `<link rel>`
