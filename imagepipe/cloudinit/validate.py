@@ -106,35 +106,24 @@ def validate_user_data(path: Path) -> list[Problem]:
     try:
         size = path.stat().st_size
         if size > MAX_USER_DATA_BYTES:
-            return [Problem(name, None, None, "", f"user-data is {human(size)}, more than the "
-                            f"{human(MAX_USER_DATA_BYTES)} limit",
-                            "install large files with customize.files or packages instead")]
+            return _whole_file(name, f"user-data is {human(size)}, more than the "
+                               f"{human(MAX_USER_DATA_BYTES)} limit",
+                               "install large files with customize.files or packages instead")
         raw = path.read_bytes()
     except OSError as e:
-        return [
-            Problem(
-                name,
-                None,
-                None,
-                "",
-                f"cannot read user-data: {e.strerror}",
-                "check the path in cloud_init.user_data",
-            )
-        ]
+        return _whole_file(name, f"cannot read user-data: {e.strerror}",
+                           "check the path in cloud_init.user_data")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return [
-            Problem(
-                name,
-                None,
-                None,
-                "",
-                f"user-data is not UTF-8 text (byte {e.start})",
-                "gzip-compressed user-data is not supported here; give the plain file",
-            )
-        ]
+        return _whole_file(name, f"user-data is not UTF-8 text (byte {e.start})",
+                           "gzip-compressed user-data is not supported here; give the plain file")
     return validate_user_data_text(text, name)
+
+
+def _whole_file(name: str, message: str, hint: str) -> list[Problem]:
+    """One problem about the user-data as a whole (no line to point at)."""
+    return [Problem(name, None, None, "", message, hint)]
 
 
 def validate_user_data_text(text: str, name: str = "<user-data>") -> list[Problem]:
@@ -179,9 +168,8 @@ def _validate_cloud_config(text: str, name: str) -> list[Problem]:
 
     schema = _schema()
     if schema is None:
-        return [Problem(name, None, None, "", "cannot check this cloud-config: cloud-init's "
-                        "schema validator (Python module cloudinit) is not installed",
-                        VALIDATOR_HINT)]
+        return _whole_file(name, "cannot check this cloud-config: cloud-init's schema "
+                           "validator (Python module cloudinit) is not installed", VALIDATOR_HINT)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

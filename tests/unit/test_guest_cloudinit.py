@@ -217,3 +217,18 @@ def test_missing_cloud_init_validator_is_a_problem_not_silence(
         assert validate_user_data(_write(tmp_path, "#!/bin/sh\necho hi\n")) == []
     finally:
         validate._schema.cache_clear()  # the next test loads the real schema again
+
+
+def test_unreadable_binary_or_huge_user_data_is_one_whole_file_problem(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagepipe import limits
+
+    (p,) = validate_user_data(tmp_path / "missing.yaml")
+    assert p.line is None and "cannot read user-data" in p.message and p.hint
+    gz = tmp_path / "user-data.gz"
+    gz.write_bytes(b"\x1f\x8b\x08\x00binary")
+    (p,) = validate_user_data(gz)
+    assert "not UTF-8 text (byte 1)" in p.message and "gzip" in (p.hint or "")
+    monkeypatch.setattr(limits, "MAX_USER_DATA_BYTES", 8)
+    (p,) = validate_user_data(_write(tmp_path, "#cloud-config\npackages: [httpd]\n"))
+    assert "more than the" in p.message and p.file.endswith("user-data")
