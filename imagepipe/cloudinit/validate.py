@@ -1,8 +1,9 @@
 """User-data validation: catch a broken cloud-config before a template ships.
 
 Why our own layer on top of cloud-init's validator: cloud-init (22.4, Debian bookworm) accepts
-unknown top-level keys such as `runcmdd:` and answers the seed's broken script (`runcmd` without
-its colon) with the same "is not of type 'object'" line ~50 times and no line number. We parse
+unknown top-level keys such as `runcmdd:` and answers the seed's broken script (docs/recipes.md:
+`runcmd` without its colon) with the same "is not of type 'object'" line ~50 times and no line
+number. We parse
 the YAML ourselves (with marks, so every schema path maps back to FILE:LINE:COL), detect the
 user-data kind from its first line, check top-level keys against the schema's properties with a
 "did you mean" hint, and only then ask cloud-init's own schema (loaded lazily, once) for types.
@@ -199,7 +200,7 @@ def _validate_cloud_config(text: str, name: str) -> list[Problem]:
 
 
 def _not_a_mapping(node: Any, data: Any, name: str) -> Problem:
-    """ONE message for a top level that is not a mapping (the seed's `runcmd` without colon)."""
+    """ONE message for a top level that is not a mapping (e.g. `runcmd` without its colon)."""
     line = node.start_mark.line + 1 if node is not None else 1
     col = node.start_mark.column + 1 if node is not None else 1
     hint = "write each top-level key as 'key:' followed by its value"
