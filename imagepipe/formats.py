@@ -1,6 +1,6 @@
 """The disk formats imagepipe reads and writes, as one table.
 
-Why a table (DESIGN.md convention 5): every per-format fact — qemu's driver name (`vhd` is
+Why a table: every per-format fact — qemu's driver name (`vhd` is
 qemu's `vpc`), file extensions, whether `qemu-img check` works, the options that make a
 correct default image, which `-o` keys are safe to pass through — lives here, so the argv
 builders, the converter and the docs read one source instead of `if/elif` chains.

@@ -1,12 +1,12 @@
 """Unattended installs from an installer ISO: remaster, boot once, wait for power-off.
 
-Why this way (the seed's oVirt "run once"): the installer ISO is remastered with pycdlib (pure
-Python, no mounts, no root) to carry the kickstart/preseed file and boot straight into an
-unattended install with the console on the serial port; qemu boots it ONCE with `-no-reboot`,
-so the end of the install (power-off or reboot) ends qemu, and the CD-ROM exists only for that
-one run: the artifact is the disk alone, so no later boot can fall through to the installer.
-The install is bounded by the recipe's timeout; on timeout qemu is killed and the console log
-is kept as evidence.
+Why this way (oVirt's "Run Once", a template rule in docs/recipes.md): the installer ISO is
+remastered with pycdlib (pure Python, no mounts, no root) to carry the kickstart/preseed file
+and boot straight into an unattended install with the console on the serial port; qemu boots it
+ONCE with `-no-reboot`, so the end of the install (power-off or reboot) ends qemu, and the
+CD-ROM exists only for that one run: the artifact is the disk alone, so no later boot can fall
+through to the installer. The install is bounded by the recipe's timeout; on timeout qemu is
+killed and the console log is kept as evidence.
 """
 
 from __future__ import annotations

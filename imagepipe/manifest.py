@@ -158,7 +158,7 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
     outputs = [output_entry(r) for r in recs if r.stage == "convert" and r.artifact is not None]
     content = image_content(recs)
     add_size_ratios(outputs, content.get("used_bytes"))
-    return redact({
+    doc: dict[str, Any] = redact({
         "manifest_version": MANIFEST_VERSION,
         "recipe": {"name": recipe.name, "path": str(recipe.path), "sha256": recipe_sha256,
                    "description": recipe.description, "comment": recipe.comment,
@@ -178,6 +178,7 @@ def build_manifest(*, recipe: Any, recipe_sha256: str | None, records: Iterable[
         "inventory": inventory or None,
         "packages": packages,
     })
+    return doc
 
 
 def sha256sums(manifest: Mapping[str, Any], extra: Iterable[Path] = ()) -> str:

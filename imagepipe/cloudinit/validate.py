@@ -1,8 +1,9 @@
-"""User-data validation: catch a broken cloud-config before a template ships (SEED.md point 6).
+"""User-data validation: catch a broken cloud-config before a template ships.
 
 Why our own layer on top of cloud-init's validator: cloud-init (22.4, Debian bookworm) accepts
-unknown top-level keys such as `runcmdd:` and answers the seed's broken script (`runcmd` without
-its colon) with the same "is not of type 'object'" line ~50 times and no line number. We parse
+unknown top-level keys such as `runcmdd:` and answers the seed's broken script (docs/recipes.md:
+`runcmd` without its colon) with the same "is not of type 'object'" line ~50 times and no line
+number. We parse
 the YAML ourselves (with marks, so every schema path maps back to FILE:LINE:COL), detect the
 user-data kind from its first line, check top-level keys against the schema's properties with a
 "did you mean" hint, and only then ask cloud-init's own schema (loaded lazily, once) for types.
@@ -69,9 +70,15 @@ def detect_kind(text: str) -> str:
     return "unknown"
 
 
+# What to do when cloud-init's validator is missing: a cloud-config is never passed unchecked.
+VALIDATOR_HINT = ("apt-get install cloud-init, and create the venv with "
+                  "--system-site-packages; make setup does both")
+
+
 @functools.lru_cache(maxsize=1)
 def _schema() -> dict[str, Any] | None:
-    """cloud-init's schema (~0.45 s to load): once per process. None when not installed."""
+    """cloud-init's schema (~0.45 s to load): once per process. None when cloud-init's Python
+    package is not importable; the caller reports that as a problem (see VALIDATOR_HINT)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -100,35 +107,24 @@ def validate_user_data(path: Path) -> list[Problem]:
     try:
         size = path.stat().st_size
         if size > MAX_USER_DATA_BYTES:
-            return [Problem(name, None, None, "", f"user-data is {human(size)}, more than the "
-                            f"{human(MAX_USER_DATA_BYTES)} limit",
-                            "install large files with customize.files or packages instead")]
+            return _whole_file(name, f"user-data is {human(size)}, more than the "
+                               f"{human(MAX_USER_DATA_BYTES)} limit",
+                               "install large files with customize.files or packages instead")
         raw = path.read_bytes()
     except OSError as e:
-        return [
-            Problem(
-                name,
-                None,
-                None,
-                "",
-                f"cannot read user-data: {e.strerror}",
-                "check the path in cloud_init.user_data",
-            )
-        ]
+        return _whole_file(name, f"cannot read user-data: {e.strerror}",
+                           "check the path in cloud_init.user_data")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return [
-            Problem(
-                name,
-                None,
-                None,
-                "",
-                f"user-data is not UTF-8 text (byte {e.start})",
-                "gzip-compressed user-data is not supported here; give the plain file",
-            )
-        ]
+        return _whole_file(name, f"user-data is not UTF-8 text (byte {e.start})",
+                           "gzip-compressed user-data is not supported here; give the plain file")
     return validate_user_data_text(text, name)
+
+
+def _whole_file(name: str, message: str, hint: str) -> list[Problem]:
+    """One problem about the user-data as a whole (no line to point at)."""
+    return [Problem(name, None, None, "", message, hint)]
 
 
 def validate_user_data_text(text: str, name: str = "<user-data>") -> list[Problem]:
@@ -171,6 +167,10 @@ def validate_user_data_text(text: str, name: str = "<user-data>") -> list[Proble
 def _validate_cloud_config(text: str, name: str) -> list[Problem]:
     import yaml
 
+    schema = _schema()
+    if schema is None:
+        return _whole_file(name, "cannot check this cloud-config: cloud-init's schema "
+                           "validator (Python module cloudinit) is not installed", VALIDATOR_HINT)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -194,13 +194,13 @@ def _validate_cloud_config(text: str, name: str) -> list[Problem]:
         return []  # a bare '#cloud-config' header is valid (does nothing)
     if not isinstance(data, dict):
         return [_not_a_mapping(node, data, name)]
-    problems = _check_keys(node, data, name)
-    problems += _check_schema(node, data, name)
+    problems = _check_keys(node, schema, name)
+    problems += _check_schema(node, data, schema, name)
     return problems
 
 
 def _not_a_mapping(node: Any, data: Any, name: str) -> Problem:
-    """ONE message for a top level that is not a mapping (the seed's `runcmd` without colon)."""
+    """ONE message for a top level that is not a mapping (e.g. `runcmd` without its colon)."""
     line = node.start_mark.line + 1 if node is not None else 1
     col = node.start_mark.column + 1 if node is not None else 1
     hint = "write each top-level key as 'key:' followed by its value"
@@ -220,10 +220,7 @@ def _not_a_mapping(node: Any, data: Any, name: str) -> Problem:
     )
 
 
-def _check_keys(node: Any, data: dict[str, Any], name: str) -> list[Problem]:
-    schema = _schema()
-    if schema is None:
-        return []
+def _check_keys(node: Any, schema: dict[str, Any], name: str) -> list[Problem]:
     known = known_top_level_keys(schema) | EXTRA_KEYS
     problems = []
     for key_node, _ in node.value:
@@ -245,10 +242,8 @@ def _check_keys(node: Any, data: dict[str, Any], name: str) -> list[Problem]:
     return problems
 
 
-def _check_schema(node: Any, data: dict[str, Any], name: str) -> list[Problem]:
-    schema = _schema()
-    if schema is None:
-        return []
+def _check_schema(node: Any, data: dict[str, Any], schema: dict[str, Any],
+                  name: str) -> list[Problem]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from cloudinit.config.schema import SchemaValidationError, validate_cloudconfig_schema

@@ -141,12 +141,8 @@ def _verify(src: Path, src_info: dict[str, Any], tmp: Path, plan: OutputPlan,
 
 
 def _convert_ova(src: Path, dst: Path, params: Mapping[str, Any] | None) -> ImageReport:
-    try:
-        from imagepipe.targets.ova import write_ova
-    except ImportError:
-        raise ImagepipeError("OVA output is not available in this build "
-                             "(imagepipe.targets.ova is missing)",
-                             "write a vmdk with --preset vsphere instead") from None
+    from imagepipe.targets.ova import write_ova
+
     kwargs: dict[str, Any] = {"name": dst.stem, **(params or {})}
     result: ImageReport = write_ova(src, dst, **kwargs)
     return result

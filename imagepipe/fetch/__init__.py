@@ -23,7 +23,6 @@ from imagepipe import ui
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.fetch import checksums
 from imagepipe.fetch.transfer import (
-    MAX_DOWNLOAD_BYTES,
     PermanentError,
     TransientError,
     backoff_sleep,
@@ -31,6 +30,7 @@ from imagepipe.fetch.transfer import (
     get_text,
     session,
 )
+from imagepipe.limits import MAX_DOWNLOAD_BYTES
 from imagepipe.recipe.model import Download
 from imagepipe.stages.base import hash_json
 from imagepipe.store import Store, parse_digest

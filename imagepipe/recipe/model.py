@@ -125,7 +125,7 @@ class CloudInit:
     embed: bool = True  # NoCloud seed inside the image
     seed_iso: bool = True  # also produce a cidata seed ISO next to the outputs
     instance_id: str | None = None  # None: a fresh one per build
-    hostname: str | None = None  # None: set per VM (the seed's rule)
+    hostname: str | None = None  # None: set per VM (a template rule: docs/recipes.md)
 
 
 @dataclass(frozen=True)

@@ -235,10 +235,8 @@ def _seal(c: Checker, d: dict[str, Any]) -> None:
     spec = (d.get("seal") or {}).get("operations")
     if not isinstance(spec, str):
         return
-    try:
-        from imagepipe.seal import unknown_operations
-    except ImportError:
-        return
+    from imagepipe.seal import unknown_operations
+
     for message, hint in unknown_operations(spec):  # every bad name, not just the first
         c.report(("seal", "operations"), message, hint)
 
@@ -279,10 +277,8 @@ def _cloud_init(c: Checker, d: dict[str, Any]) -> None:
             _yaml_mapping(c, ci[key], key.replace("_", "-"))
     user_data = ci.get("user_data")
     if isinstance(user_data, Path):
-        try:
-            from imagepipe.cloudinit.validate import validate_user_data
-        except ImportError:
-            return
+        from imagepipe.cloudinit.validate import validate_user_data
+
         # The user-data's own problems carry its own file name and lines.
         c.problems.extend(validate_user_data(_display(user_data)))
     _cloud_config_lints(c, d, ci)

@@ -63,18 +63,14 @@ def _formats() -> tuple[str, ...]:
 
 
 def _presets() -> tuple[str, ...]:
-    try:
-        from imagepipe.convert.presets import PRESETS
-    except ImportError:  # converter not in this checkout
-        return ()
+    from imagepipe.convert.presets import PRESETS
+
     return tuple(PRESETS)
 
 
 def _hardware() -> tuple[str, ...]:
-    try:
-        from imagepipe.convert.hardware import profiles
-    except ImportError:
-        return ()
+    from imagepipe.convert.hardware import profiles
+
     return profiles()
 
 

@@ -15,22 +15,23 @@ from imagepipe.errors import ImagepipeError
 if TYPE_CHECKING:
     from imagepipe.stages.base import Stage
 
-# One line per stage. Owners: P = pipeline, B = base images + boot test, G = guest, O = oVirt.
+# One line per stage; a build imports only the stages its plan uses.
 STAGES: dict[str, str] = {
-    "fetch": "imagepipe.stages.fetch:FetchStage",  # P
-    "base.image": "imagepipe.stages.base_image:BaseImageStage",  # P
-    "base.bootstrap": "imagepipe.stages.bootstrap:BootstrapStage",  # B
-    "base.iso": "imagepipe.stages.install_iso:IsoInstallStage",  # B
-    "guest": "imagepipe.stages.guest:GuestStage",  # G
-    "convert": "imagepipe.stages.convert:ConvertStage",  # P
-    "test.boot": "imagepipe.stages.boottest:BootTestStage",  # B
-    "publish.local": "imagepipe.stages.publish_local:LocalPublishStage",  # P
-    "publish.ovirt": "imagepipe.stages.publish_ovirt:OvirtPublishStage",  # O
+    "fetch": "imagepipe.stages.fetch:FetchStage",
+    "base.image": "imagepipe.stages.base_image:BaseImageStage",
+    "base.bootstrap": "imagepipe.stages.bootstrap:BootstrapStage",
+    "base.iso": "imagepipe.stages.install_iso:IsoInstallStage",
+    "guest": "imagepipe.stages.guest:GuestStage",
+    "convert": "imagepipe.stages.convert:ConvertStage",
+    "test.boot": "imagepipe.stages.boottest:BootTestStage",
+    "publish.local": "imagepipe.stages.publish_local:LocalPublishStage",
+    "publish.ovirt": "imagepipe.stages.publish_ovirt:OvirtPublishStage",
 }
 
 
 class StageNotAvailable(ImagepipeError):
-    """The recipe needs a stage whose implementation is not installed in this checkout."""
+    """A stage name the registry does not know, or a registry line that does not lead to its
+    Stage class (a packaging or plugin mistake): the plan fails before any work."""
 
 
 def get_stage(name: str) -> type[Stage]:

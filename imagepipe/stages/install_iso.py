@@ -1,8 +1,8 @@
 """Stage `base.iso`: an unattended install from the fetched installer ISO (imagepipe.install_iso).
 
 Only the installed disk is the artifact: the remastered ISO lives in the work dir for the one
-boot and is gone afterwards (the seed's "run once"). The install console log is kept in the
-build's log directory whatever happens.
+boot and is gone afterwards (oVirt's "Run Once", a template rule in docs/recipes.md). The
+install console log is kept in the build's log directory whatever happens.
 """
 
 from __future__ import annotations

@@ -109,7 +109,8 @@ def build_ovf(*, name: str, description: str, cpus: int, memory: int, os_type: s
         ET.SubElement(hw, _q(VMW, "Config"), {_q(OVF, "required"): "false",
                                               _q(VMW, "key"): "firmware",
                                               _q(VMW, "value"): firmware})
-    return ET.tostring(env, encoding="utf-8", xml_declaration=True)
+    data: bytes = ET.tostring(env, encoding="utf-8", xml_declaration=True)
+    return data
 
 
 def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: int = 2,

@@ -21,12 +21,12 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from imagepipe.errors import ImagepipeError, TimeoutExpired
+from imagepipe.lifecycle import Started
 from imagepipe.tools import qemu_img
 from imagepipe.tools.run import run, sleep_or_cancel, stop_pid
 
@@ -102,7 +102,7 @@ def accel_args(accel: str | None = None) -> list[str]:
     return qemu_accel_args(accel)
 
 
-class VM:
+class VM(Started):
     """A running qemu VM. Use as a context manager; the process never outlives the block.
 
     `overlay=True` boots a throw-away qcow2 overlay of `disk` (the disk itself is untouched);
@@ -115,6 +115,7 @@ class VM:
                  boot: str | None = None, no_reboot: bool = False,
                  console_log: Path | None = None, extra_args: Sequence[str] = (),
                  hardware: str | None = None) -> None:
+        super().__init__()
         self.disk = Path(disk)
         self.workdir = Path(workdir)
         self.disk_fmt = disk_fmt
@@ -133,22 +134,10 @@ class VM:
         self.pid: int | None = None
         self.started_at = 0.0
         self.boot_disk: Path = self.disk
-        self._stack = ExitStack()
         self._console_pos = 0
         self._console_text = ""
 
     # ---- life cycle ---------------------------------------------------------------------
-
-    def __enter__(self) -> VM:
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from imagepipe.cloudinit.seed import build_seed_iso, make_meta_data
@@ -197,3 +198,37 @@ def test_install_command_per_package_manager() -> None:
         assert "pacman" in str(e)
     else:
         raise AssertionError("unsupported package manager accepted")
+
+
+def test_missing_cloud_init_validator_is_a_problem_not_silence(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without cloud-init's Python package a cloud-config is reported, never passed unchecked;
+    scripts need no schema and still pass."""
+    import sys
+
+    from imagepipe.cloudinit import validate
+
+    monkeypatch.setitem(sys.modules, "cloudinit.config.schema", None)  # import fails
+    validate._schema.cache_clear()
+    try:
+        (p,) = validate_user_data(_write(tmp_path, "#cloud-config\npackages: [httpd]\n"))
+        assert "schema validator" in p.message and "not installed" in p.message
+        assert p.hint is not None and "apt-get install cloud-init" in p.hint
+        assert validate_user_data(_write(tmp_path, "#!/bin/sh\necho hi\n")) == []
+    finally:
+        validate._schema.cache_clear()  # the next test loads the real schema again
+
+
+def test_unreadable_binary_or_huge_user_data_is_one_whole_file_problem(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imagepipe import limits
+
+    (p,) = validate_user_data(tmp_path / "missing.yaml")
+    assert p.line is None and "cannot read user-data" in p.message and p.hint
+    gz = tmp_path / "user-data.gz"
+    gz.write_bytes(b"\x1f\x8b\x08\x00binary")
+    (p,) = validate_user_data(gz)
+    assert "not UTF-8 text (byte 1)" in p.message and "gzip" in (p.hint or "")
+    monkeypatch.setattr(limits, "MAX_USER_DATA_BYTES", 8)
+    (p,) = validate_user_data(_write(tmp_path, "#cloud-config\npackages: [httpd]\n"))
+    assert "more than the" in p.message and p.file.endswith("user-data")

@@ -75,3 +75,17 @@ def test_schema_command() -> None:
     assert schema["properties"]["outputs"]["items"]["additionalProperties"] is False
     md = run_cli("schema", "--markdown")
     assert md.returncode == 0 and "### `publish.ovirt`" in md.stdout
+
+
+def test_validate_without_cloud_init_exits_2_naming_what_to_install(tmp_path: Path) -> None:
+    """A host without cloud-init's validator: `validate` fails (exit 2) and says what to
+    install, instead of calling an unchecked user-data fine. A `cloudinit` package earlier on
+    the path that fails to import stands in for the missing one."""
+    shadow = tmp_path / "shadow" / "cloudinit"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('cloud-init hidden by the test')\n")
+    r = run_cli("validate", str(REPO / "recipes" / "httpd.yaml"), cwd=REPO,
+                env={"PYTHONPATH": str(shadow.parent)})
+    assert r.returncode == 2, r.stderr
+    assert "httpd/user-data.yaml" in r.stderr and "schema validator" in r.stderr
+    assert "apt-get install cloud-init" in r.stderr and "Traceback" not in r.stderr

@@ -2,8 +2,9 @@
 
 Why the real daemon: the data plane is where uploads break (TLS, ranges, zero/flush, tickets,
 checksums). A fake would only agree with our client; the daemon keeps the simulator honest.
-Configured as in ovirt-engine-api.md section 2.2: our own CA, run_dir in a temp dir, local unix
-socket off, control API on a unix socket, remote port chosen by the kernel and read from its log.
+Configured as docs/ovirt-simulator.md section 3 explains: our own CA, run_dir in a temp dir,
+local unix socket off, control API on a unix socket, remote port chosen by the kernel and read
+from its log.
 """
 
 from __future__ import annotations

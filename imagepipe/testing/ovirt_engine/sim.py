@@ -11,10 +11,10 @@ import secrets
 import ssl
 import threading
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from imagepipe.lifecycle import Started
 from imagepipe.testing.ovirt_engine.imageio import ImageioDaemon
 from imagepipe.testing.ovirt_engine.pki import make_pki
 from imagepipe.testing.ovirt_engine.server import EngineHTTPServer
@@ -100,13 +100,14 @@ class Engine(TransfersMixin, VmsMixin, Core):
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the terminating NUL
 
 
-class EngineSimulator:
+class EngineSimulator(Started):
     """`with EngineSimulator(tmpdir) as sim:` -> sim.url, sim.ca_file, sim.username, ..."""
 
     def __init__(self, base: Path, *, username: str = "admin@internal",
                  password: str | None = None, delay: float = 0.3,
                  keep_finished_s: float = 300.0, port: int = 0,
                  virt_sysprep: bool = False) -> None:
+        super().__init__()
         # Absolute: qemu-nbd (started later with paths under base) refuses relative sockets.
         self.base = Path(base).resolve()
         longest = self.base / "run" / "nbd" / f"{'x' * 36}.sock"  # a transfer's qemu-nbd socket
@@ -121,23 +122,11 @@ class EngineSimulator:
                              password=self.password, delay=delay,
                              keep_finished_s=keep_finished_s)
         self.engine.virt_sysprep = virt_sysprep
-        self._stack = ExitStack()
         self._stop = threading.Event()
         self.url = ""
         self.ca_file = self.base / "pki" / "ca.pem"
         self.password_file = self.base / "password"
         self.daemon: ImageioDaemon | None = None
-
-    def __enter__(self) -> EngineSimulator:
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
 
     def _start(self) -> None:
         pki = make_pki(self.base / "pki")

@@ -1,4 +1,5 @@
-"""The engine's SSO endpoints (ovirt-engine-api.md 1.2): password grant, logout, bearer checks.
+"""The engine's SSO endpoints (docs/ovirt-simulator.md section 2): password grant, logout, bearer
+checks.
 
 Why exact error shapes: the SDK ignores the HTTP status and reads the JSON keys (`error_code` +
 `error` for scope ovirt-app-api), so a wrong key would turn a clear "bad password" into a

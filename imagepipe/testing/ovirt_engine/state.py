@@ -152,7 +152,7 @@ class Core:
         return self.sds
 
     def collection(self, name: str) -> dict[str, dict[str, Any]]:
-        table: dict[str, Any] = {
+        table: dict[str, dict[str, dict[str, Any]]] = {
             "datacenters": self.datacenters, "clusters": self.clusters,
             "networks": self.networks, "vnicprofiles": self.profiles, "hosts": self.hosts,
             "storagedomains": self.visible_sds(), "disks": self.disks,

@@ -1,4 +1,5 @@
-"""Image transfers: the engine's phase machine (TransferDiskImageCommand), ovirt-engine-api.md 4.2.
+"""Image transfers: the engine's phase machine (TransferDiskImageCommand), docs/ovirt-simulator.md
+section 4.
 
 Why it matters: clients fail in the gaps between phases (a ticket that is not there yet, a disk
 that the engine removes after a failed verification, a transfer that is gone once finished).

@@ -1,4 +1,4 @@
-"""VMs (disk attachments, NICs) and templates, ovirt-engine-api.md sections 1.8-1.10.
+"""VMs (disk attachments, NICs) and templates (docs/ovirt-simulator.md section 5).
 
 Why real copies: a template owns its own disks, made by `qemu-img convert` of the VM's volumes
 (as the engine's CreateAllTemplateDisks does), so removing the temporary VM afterwards must not

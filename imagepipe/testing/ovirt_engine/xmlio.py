@@ -1,4 +1,4 @@
-"""XML in and out, shaped like the engine's API v4 (ovirt-engine-api.md sections 1.1 and 4.1).
+"""XML in and out, shaped like the engine's API v4 (docs/ovirt-simulator.md section 1).
 
 Why generic and strict: entities are plain dicts rendered by one function, so every response
 follows the same rules (prolog, href + id on entities, `<x href id/>` references, `<link rel>`
@@ -64,7 +64,8 @@ def element(tag: str, obj: Any) -> ET.Element:
 
 
 def to_bytes(el: ET.Element) -> bytes:
-    return ET.tostring(el, encoding="utf-8", xml_declaration=True)
+    data: bytes = ET.tostring(el, encoding="utf-8", xml_declaration=True)
+    return data
 
 
 def render(tag: str, obj: Any) -> bytes:
