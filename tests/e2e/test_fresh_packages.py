@@ -90,7 +90,9 @@ def _build_all(recipes: Path, store: Path) -> tuple[dict[str, Any], dict[str, An
                   cwd=recipes, timeout=1500)
     builds = sorted((d for d in (store / "builds" / "canary").iterdir() if d.is_dir()),
                     key=os.path.getmtime)
-    assert res.returncode == 0, f"{res.stderr[-3000:]}\n{builds[-1]}"
+    logs = sorted((store / "builds" / "_all").glob("*/canary.log"), key=os.path.getmtime)
+    log = logs[-1].read_text(errors="replace")[-4000:] if logs else "(no batch log)"
+    assert res.returncode == 0, f"{res.stderr[-3000:]}\n{builds[-1]}\n{log}"
     manifest = json.loads((builds[-1] / "manifest.json").read_text())
     return _result(res.stdout), {s["id"]: s for s in manifest["stages"]}
 
