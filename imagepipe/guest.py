@@ -59,8 +59,7 @@ def run_guest_work(
     from imagepipe.guest_lean import clean_and_trim
     from imagepipe.inventory.packages import read_packages
     from imagepipe.seal import select
-    from imagepipe.seal.lints import run_lints
-    from imagepipe.seal.run import seal, verify
+    from imagepipe.seal.run import seal_and_check
 
     ci = recipe.cloud_init
     payload = seed_payload(ci, instance_id) if ci is not None and ci.embed else None
@@ -79,20 +78,17 @@ def run_guest_work(
             ui.phase("injecting the cloud-init seed")
             record["cloud_init"] = inject_seed(session, *payload)
             record["cloud_init"]["instance_id"] = _instance_id(payload[1])
-        sealed = seal(session, recipe.seal.operations)
-        record["seal"] = {k: sealed[k] for k in ("operations", "skipped", "files_removed")}
-        ui.phase("template lints")
-        record["lints"] = run_lints(
+        checked = seal_and_check(
             session,
+            recipe.seal.operations,
             allow_static_ip=recipe.seal.allow_static_ip,
             allow_password=recipe.seal.allow_password,
         )
+        record.update(checked.to_json())
         if ci is not None:  # the recipe validator already failed what was not allowed
             from imagepipe.cloudinit.lints import lint_record
 
             record["lints"]["cloud_config"] = lint_record(ci.user_data, ci.network_config)
-        ui.phase("verifying the sealed image")
-        record["verification"] = verify(session, sealed["operations"])
         record["guest_agent"] = guest_agent(session)
         # From the sealed guest: what VMs made from this image will really run.
         record["inventory"] = read_packages(session)
