@@ -312,7 +312,8 @@ def customize(
     if spec.empty:
         raise InputError("nothing to do", "give --install, --run, --upload, --write or --enable")
     rec = _guest_job(
-        image, output, in_place, accel, lambda s: run_customize(s, spec), network=bool(install),
+        image, output, in_place, accel, lambda s: run_customize(s, spec).to_json(),
+        network=bool(install),
         force=force,
     )
     ui.result(f"customized {rec['output']}", **rec)

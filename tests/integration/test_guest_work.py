@@ -165,7 +165,8 @@ def worked(session: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         cloud_init=CloudInit(user_data=d / "user-data.yaml", hostname="web1"),
         seal=Seal(operations="defaults"),
     )
-    return run_guest_work(Path("unused"), recipe, instance_id="iid-test-1", session=session)
+    return run_guest_work(Path("unused"), recipe, instance_id="iid-test-1",
+                          session=session).to_json()
 
 
 def test_customize_read_back(session: Any, worked: dict[str, Any]) -> None:
