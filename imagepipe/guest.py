@@ -115,7 +115,7 @@ def run_guest_work(
         if ci is not None:  # the recipe validator already failed what was not allowed
             from imagepipe.cloudinit.lints import lint_record
 
-            checked.lints["cloud_config"] = lint_record(ci.user_data, ci.network_config)
+            checked.lints.cloud_config = lint_record(ci.user_data, ci.network_config)
         agent = guest_agent(session)
         # From the sealed guest: what VMs made from this image will really run.
         inventory = read_packages(session)

@@ -14,6 +14,7 @@ from typing import Any
 from imagepipe import ui
 from imagepipe.errors import ImagepipeError
 from imagepipe.seal import SealContext, operations, select
+from imagepipe.seal.lints import LintReport, run_lints
 from imagepipe.tools.guestfs import GuestSession
 
 
@@ -60,13 +61,13 @@ class SealCheck:
     """seal -> lints -> verify, as the CLI and the build stage both record it."""
 
     seal: SealReport
-    lints: dict[str, Any]
+    lints: LintReport
     verification: Verification
 
     def to_json(self) -> dict[str, Any]:
         return {
             "seal": self.seal.summary(),
-            "lints": self.lints,
+            "lints": self.lints.to_json(),
             "verification": self.verification.to_json(),
         }
 
@@ -121,8 +122,6 @@ def seal_and_check(
 ) -> SealCheck:
     """Seal, lint the sealed guest (LintError, exit 1) and read it back (ImagepipeError): the
     one sequence `imagepipe seal` and a build's guest stage both run."""
-    from imagepipe.seal.lints import run_lints
-
     sealed = seal(session, spec)
     ui.phase("template lints")
     lints = run_lints(session, allow_static_ip=allow_static_ip, allow_password=allow_password)

@@ -122,7 +122,7 @@ def test_lints_passwords(session: Any) -> None:
 
 
 def test_lints_allowed_and_error_text(session: Any) -> None:
-    assert run_lints(session, allow_static_ip=True, allow_password=True)["passed"]
+    assert run_lints(session, allow_static_ip=True, allow_password=True).passed
     with pytest.raises(LintError, match=r"/etc/netplan/02-nodhcp.yaml:5: dhcp4: DHCP turned off"):
         run_lints(session)
 
