@@ -66,6 +66,30 @@ class CheckResult:
     detail: str = ""
 
 
+@dataclass
+class BootReport:
+    """One boot test's outcome; `to_json()` is the manifest record and the CLI's result (the
+    field order is their key order)."""
+
+    passed: bool
+    checks: list[CheckResult]
+    time_to_login: float | None
+    time_to_cloud_init_final: float | None
+    seconds: float
+    clean_shutdown: bool
+    console_log: str
+    instance_id: str
+    guest_identity: dict[str, Any]
+    datasource: str
+    hostname: str | None
+    datasource_used: str
+    firmware: str
+    hardware: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def parse_http_check(text: str) -> HttpCheck:
     """`PORT:PATH:STATUS[:TEXT]` (CLI --http) -> HttpCheck; STATUS and PATH may be left out,
     TEXT is what the body must contain."""
@@ -153,14 +177,14 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
               verify_identity: bool = True, accel: str | None = None,
               disk_fmt: str | None = None, firmware: str = "bios",
               hardware: str | None = None, datasource: str = "nocloud",
-              hostname: str | None = None) -> dict[str, Any]:
+              hostname: str | None = None) -> BootReport:
     """Boot `image` on an overlay with fresh per-VM data, run the checks, shut down with ACPI.
 
     `datasource` says how the VM gets its data (imagepipe.boottest_media): a `cidata` ISO, an
     oVirt-style config drive, or nothing (the seed baked into the image). `firmware`: bios,
     uefi or secureboot (imagepipe.tools.firmware). `hardware`: the platform's disk controller
-    + NIC to emulate (imagepipe.tools.qemu_hardware; default virtio). Returns the manifest
-    record (never raises for a failed check: `passed` says; the stage turns a failure into
+    + NIC to emulate (imagepipe.tools.qemu_hardware; default virtio). Returns the report
+    (never raises for a failed check: `passed` says; the stage turns a failure into
     BootTestFailed). Bad arguments raise InputError."""
     from imagepipe.boottest_media import check_args, make_media, make_per_vm_user_data
     from imagepipe.tools import firmware as fw
@@ -220,11 +244,17 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
             for f in vm_dir.glob("ovmf-vars-*.fd"):
                 f.unlink()
         ident = _identity_check(before, identity) if before is not None else None
-    report = _report(results, ident, identity, console_log, clean, start, media.instance_id)
-    report.update(datasource=datasource, hostname=media.hostname,
-                  datasource_used=results["datasource"].detail, firmware=firmware,
-                  hardware=_hardware_name(hardware))
-    return report
+    if ident is not None:
+        results["new-identity"] = ident
+    return BootReport(
+        passed=all(r.passed for r in results.values()), checks=list(results.values()),
+        time_to_login=results["login"].seconds,
+        time_to_cloud_init_final=results["cloud-init-final"].seconds,
+        seconds=round(time.monotonic() - start, 1), clean_shutdown=clean,
+        console_log=str(console_log), instance_id=media.instance_id, guest_identity=identity,
+        datasource=datasource, hostname=media.hostname,
+        datasource_used=results["datasource"].detail, firmware=firmware,
+        hardware=_hardware_name(hardware))
 
 
 def _hardware_name(hardware: str | None) -> str:
@@ -304,25 +334,6 @@ def _per_vm_checks(results: dict[str, CheckResult], found: dict[str, str], media
         r = results[key]
         r.passed, r.seconds = got == want, round(seconds, 1)
         r.detail = f"{got!r}" if r.passed else f"{got!r}, expected {want!r}"
-
-
-def _report(results: dict[str, CheckResult], ident: CheckResult | None,
-            identity: dict[str, Any], console_log: Path, clean: bool, start: float,
-            instance_id: str) -> dict[str, Any]:
-    if ident is not None:
-        results["new-identity"] = ident
-    checks = [asdict(r) for r in results.values()]
-    return {
-        "passed": all(r.passed for r in results.values()),
-        "checks": checks,
-        "time_to_login": results["login"].seconds,
-        "time_to_cloud_init_final": results["cloud-init-final"].seconds,
-        "seconds": round(time.monotonic() - start, 1),
-        "clean_shutdown": clean,
-        "console_log": str(console_log),
-        "instance_id": instance_id,
-        "guest_identity": identity,
-    }
 
 
 def _identity_check(before_f: Future[dict[str, Any]], booted: dict[str, Any]) -> CheckResult:

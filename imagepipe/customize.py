@@ -11,6 +11,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+from dataclasses import dataclass, fields
 from typing import Any
 
 from imagepipe import ui
@@ -103,29 +104,48 @@ def enable_service(session: GuestSession, name: str) -> str:
     return unit
 
 
-def customize(session: GuestSession, spec: Customize) -> dict[str, Any]:
-    """Apply a recipe's `customize:`; returns the manifest record."""
+@dataclass
+class CustomizeResult:
+    """What `customize:` did (None: that step had nothing to do and is left out of the record).
+    The field order is the manifest's key order."""
+
+    repositories: list[dict[str, Any]] | None = None
+    warnings: list[str] | None = None
+    update: dict[str, Any] | None = None
+    packages: list[str] | None = None
+    files: list[str] | None = None
+    commands: int | None = None
+    services: list[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's `customize` record."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+
+
+def customize(session: GuestSession, spec: Customize) -> CustomizeResult:
+    """Apply a recipe's `customize:`; returns what was done (the manifest record)."""
     assert session.info is not None
-    record: dict[str, Any] = {}
+    result = CustomizeResult()
     if spec.repositories or spec.update:  # first: packages may come from these repositories
         from imagepipe import customize_repos
 
-        record.update(customize_repos.apply(session, spec.repositories, spec.update))
+        result = CustomizeResult(**customize_repos.apply(session, spec.repositories, spec.update))
     if spec.packages:
         ui.detail(f"guest: installing {len(spec.packages)} package(s)")
         ui.phase(f"customize: installing {len(spec.packages)} package(s)")
         session.sh(install_command(session.info.package_management, spec.packages))
-        record["packages"] = list(spec.packages)
+        result.packages = list(spec.packages)
     for f in spec.files:
         write_file(session, f)
     if spec.files:
-        record["files"] = [f.dest for f in spec.files]
+        result.files = [f.dest for f in spec.files]
     for cmd in spec.run:
         ui.detail(f"guest: run {cmd}")
         ui.phase(f"customize: run {cmd[:40]}")
         session.sh(cmd)
     if spec.run:
-        record["commands"] = len(spec.run)
+        result.commands = len(spec.run)
     if spec.enable_services:
-        record["services"] = [enable_service(session, s) for s in spec.enable_services]
-    return record
+        result.services = [enable_service(session, s) for s in spec.enable_services]
+    return result

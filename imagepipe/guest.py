@@ -11,13 +11,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagepipe import ui
 from imagepipe.errors import InputError
 from imagepipe.recipe.model import CloudInit, Recipe
 from imagepipe.tools.guestfs import GuestSession
+
+if TYPE_CHECKING:
+    from imagepipe.customize import CustomizeResult
+    from imagepipe.seal.run import SealCheck
 
 
 def seed_payload(ci: CloudInit, instance_id: str) -> tuple[bytes, bytes, bytes | None]:
@@ -44,6 +49,28 @@ def seed_payload(ci: CloudInit, instance_id: str) -> tuple[bytes, bytes, bytes |
     return user_data, meta_data, net
 
 
+@dataclass
+class GuestWork:
+    """Everything one appliance launch did to an image, in the order it happened; `to_json()`
+    is the guest stage's manifest record."""
+
+    guest: dict[str, Any]
+    customize: CustomizeResult
+    cloud_init: dict[str, Any] | None
+    sealed: SealCheck
+    guest_agent: str | None
+    inventory: dict[str, Any]
+    lean: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"guest": self.guest, "customize": self.customize.to_json()}
+        if self.cloud_init is not None:
+            record["cloud_init"] = self.cloud_init
+        record.update(self.sealed.to_json())
+        record.update(guest_agent=self.guest_agent, inventory=self.inventory, lean=self.lean)
+        return record
+
+
 def run_guest_work(
     image: Path,
     recipe: Recipe,
@@ -51,16 +78,15 @@ def run_guest_work(
     instance_id: str,
     session: GuestSession | None = None,
     fmt: str | None = None,
-) -> dict[str, Any]:
+) -> GuestWork:
     """Customize + inject + seal + lints + verification + inventory on `image` (modified in
-    place: hand in a copy). Returns the manifest record."""
+    place: hand in a copy)."""
     from imagepipe.cloudinit.seed import inject_seed
     from imagepipe.customize import customize
     from imagepipe.guest_lean import clean_and_trim
     from imagepipe.inventory.packages import read_packages
     from imagepipe.seal import select
-    from imagepipe.seal.lints import run_lints
-    from imagepipe.seal.run import seal, verify
+    from imagepipe.seal.run import seal_and_check
 
     ci = recipe.cloud_init
     payload = seed_payload(ci, instance_id) if ci is not None and ci.embed else None
@@ -73,32 +99,29 @@ def run_guest_work(
                                                          or recipe.customize.update))
             )
         assert session.info is not None
-        record: dict[str, Any] = {"guest": session.info.to_dict()}
-        record["customize"] = customize(session, recipe.customize)
+        guest = session.info.to_dict()
+        customized = customize(session, recipe.customize)
+        seeded = None
         if payload is not None:
             ui.phase("injecting the cloud-init seed")
-            record["cloud_init"] = inject_seed(session, *payload)
-            record["cloud_init"]["instance_id"] = _instance_id(payload[1])
-        sealed = seal(session, recipe.seal.operations)
-        record["seal"] = {k: sealed[k] for k in ("operations", "skipped", "files_removed")}
-        ui.phase("template lints")
-        record["lints"] = run_lints(
+            seeded = inject_seed(session, *payload)
+            seeded["instance_id"] = _instance_id(payload[1])
+        checked = seal_and_check(
             session,
+            recipe.seal.operations,
             allow_static_ip=recipe.seal.allow_static_ip,
             allow_password=recipe.seal.allow_password,
         )
         if ci is not None:  # the recipe validator already failed what was not allowed
             from imagepipe.cloudinit.lints import lint_record
 
-            record["lints"]["cloud_config"] = lint_record(ci.user_data, ci.network_config)
-        ui.phase("verifying the sealed image")
-        record["verification"] = verify(session, sealed["operations"])
-        record["guest_agent"] = guest_agent(session)
+            checked.lints.cloud_config = lint_record(ci.user_data, ci.network_config)
+        agent = guest_agent(session)
         # From the sealed guest: what VMs made from this image will really run.
-        record["inventory"] = read_packages(session)
-        record["lean"] = clean_and_trim(session)  # last: nothing writes after the trim
+        inventory = read_packages(session)
+        lean = clean_and_trim(session)  # last: nothing writes after the trim
         ui.phase("closing the appliance")
-    return record
+    return GuestWork(guest, customized, seeded, checked, agent, inventory, lean)
 
 
 GUEST_AGENTS = ("/usr/sbin/qemu-ga", "/usr/bin/qemu-ga")

@@ -90,7 +90,7 @@ def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeou
                                log_dir=log_dir, memory=memory * 1024**2, cpus=cpus,
                                verify_identity=not no_identity_check, disk_fmt=fmt,
                                firmware=firmware, hardware=hardware, datasource=datasource,
-                               hostname=hostname)
+                               hostname=hostname).to_json()
     lines = [f"{'ok  ' if c['passed'] else 'FAIL'} {c['name']:<24} "
              f"{'' if c['seconds'] is None else str(c['seconds']) + 's':>7}  {c['detail']}"
              for c in report["checks"]]

@@ -134,17 +134,11 @@ def seal(
         return
 
     def work(session: Any) -> dict[str, Any]:
-        from imagepipe.seal.lints import run_lints
-        from imagepipe.seal.run import seal as run_seal
-        from imagepipe.seal.run import verify
+        from imagepipe.seal.run import seal_and_check
 
-        sealed = run_seal(session, spec)
-        lints = run_lints(session, allow_static_ip=allow_static_ip, allow_password=allow_password)
-        return {
-            "seal": {k: sealed[k] for k in ("operations", "skipped", "files_removed")},
-            "lints": lints,
-            "verification": verify(session, sealed["operations"]),
-        }
+        return seal_and_check(
+            session, spec, allow_static_ip=allow_static_ip, allow_password=allow_password
+        ).to_json()
 
     rec = _guest_job(image, output, in_place, accel, work, force=force)
     s = rec["seal"]
@@ -165,11 +159,12 @@ def _seal_dry_run(image: Path, spec: str, accel: str | None) -> None:
     with GuestSession(image, fmt=image_format(image), readonly=True) as session:
         rec = run_seal(session, spec, dry_run=True)
     lines = []
-    for op in rec["operations"]:
-        paths = rec["removed"].get(op, []) + [f"(edit) {p}" for p in rec["edited"].get(op, [])]
+    for op in rec.operations:
+        paths = rec.removed.get(op, []) + [f"(edit) {p}" for p in rec.edited.get(op, [])]
         lines.append(f"{op}: {len(paths)}" + "".join(f"\n  {p}" for p in paths))
     ui.result(
-        "\n".join(lines) + f"\n(dry run: {rec['files_removed']} files would be removed)", **rec
+        "\n".join(lines) + f"\n(dry run: {rec.files_removed} files would be removed)",
+        **rec.to_json(),
     )
 
 
@@ -317,7 +312,8 @@ def customize(
     if spec.empty:
         raise InputError("nothing to do", "give --install, --run, --upload, --write or --enable")
     rec = _guest_job(
-        image, output, in_place, accel, lambda s: run_customize(s, spec), network=bool(install),
+        image, output, in_place, accel, lambda s: run_customize(s, spec).to_json(),
+        network=bool(install),
         force=force,
     )
     ui.result(f"customized {rec['output']}", **rec)

@@ -54,7 +54,7 @@ def _follow_chain(top: dict[str, Any]) -> list[dict[str, Any]]:
 def _facts(path: Path, checksum: bool) -> tuple[dict[str, Any], list[str]]:
     from imagepipe.convert import rules
     from imagepipe.convert.probe import extension_mismatch, inspect_image
-    from imagepipe.convert.report import file_sha256
+    from imagepipe.hashing import file_digest
 
     info, refs = inspect_image(path)
     warnings = []
@@ -73,7 +73,7 @@ def _facts(path: Path, checksum: bool) -> tuple[dict[str, Any], list[str]]:
         "external_files": [{"kind": k, "path": p} for k, p in refs],
         "corrupt": bool(specific.get("corrupt", False)),
         "dirty": bool(info.get("dirty-flag", False)),
-        "sha256": file_sha256(path) if checksum else None,
+        "sha256": file_digest(path) if checksum else None,
     }
     if data["corrupt"]:
         warnings.append("the image is marked corrupt")

@@ -18,10 +18,10 @@ import click
 from imagepipe import ui
 from imagepipe.cli.common import examples
 from imagepipe.errors import InputError
-from imagepipe.recipe.model import OvirtPublish
+from imagepipe.recipe.model import TemplateOptions
 
 # The same defaults as the recipe's publish.ovirt (one source: the recipe model).
-_DEFAULTS = OvirtPublish()
+_DEFAULTS = TemplateOptions()
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B?)?\s*$", re.I)
 
 

@@ -5,15 +5,15 @@ Public API (other areas import these names from here):
   resize, checksum) -> ImageReport`
 - `probe_image(path, allow_backing=False) -> dict` (qemu-img info of an image safe to read)
 - `ImageReport` (path, format, subformat, virtual_size, file_size, allocated_size, sha256)
-- `PRESETS`, `plan_output`, `file_sha256`, `describe`
+- `PRESETS`, `plan_output`, `describe` (file digests: `imagepipe.hashing.file_digest`)
 """
 
 from imagepipe.convert.engine import VerificationError, convert_image
 from imagepipe.convert.presets import PRESETS, Preset, plan_output
 from imagepipe.convert.probe import inspect_image, probe_image
-from imagepipe.convert.report import ImageReport, describe, file_sha256
+from imagepipe.convert.report import ImageReport, describe
 
 __all__ = [
     "ImageReport", "PRESETS", "Preset", "VerificationError", "convert_image", "describe",
-    "file_sha256", "inspect_image", "plan_output", "probe_image",
+    "inspect_image", "plan_output", "probe_image",
 ]

@@ -29,6 +29,7 @@ from imagepipe.convert.presets import OutputPlan, plan_output
 from imagepipe.convert.probe import probe_image
 from imagepipe.convert.report import ImageReport
 from imagepipe.errors import ImagepipeError, InputError
+from imagepipe.hashing import file_digest
 from imagepipe.tools import qemu_img
 
 TEMP_SUFFIX = ".imagepipe-tmp"
@@ -97,7 +98,7 @@ def _sha256_thread(path: Path, enabled: bool) -> Iterator[Callable[[], str | Non
 
     def work() -> None:
         try:
-            out["sha"] = report_mod.file_sha256(path, cancel)
+            out["sha"] = file_digest(path, cancel=cancel)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             out["err"] = exc
 
@@ -140,10 +141,11 @@ def _verify(src: Path, src_info: dict[str, Any], tmp: Path, plan: OutputPlan,
                                 "nothing was written; please report this with -vv output")
 
 
-def _convert_ova(src: Path, dst: Path, params: Mapping[str, Any] | None) -> ImageReport:
+def _convert_ova(src: Path, dst: Path, params: Mapping[str, Any] | None,
+                 force: bool) -> ImageReport:
     from imagepipe.targets.ova import write_ova
 
-    kwargs: dict[str, Any] = {"name": dst.stem, **(params or {})}
+    kwargs: dict[str, Any] = {"name": dst.stem, **(params or {}), "force": force}
     result: ImageReport = write_ova(src, dst, **kwargs)
     return result
 
@@ -191,7 +193,7 @@ def convert_image(src: Path, dst: Path, *, fmt: str | None = None, preset: str |
 
         require_uefi_bootable(src, src_info["format"], plan.preset.name, plan.preset.summary)
     if plan.container:
-        return _convert_ova(src, dst, ova_params)
+        return _convert_ova(src, dst, ova_params, force)
     virtual_size = int(src_info["virtual-size"])
     size = _target_size(virtual_size, plan, resize)
     want_sha = verify if checksum is None else checksum

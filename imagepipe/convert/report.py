@@ -8,15 +8,11 @@ same `--json` keys.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from imagepipe.convert import rules
-from imagepipe.hashing import file_digest
-
-CHUNK = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -37,15 +33,6 @@ class ImageReport:
         d = asdict(self)
         d["path"] = str(self.path)
         return d
-
-
-def file_sha256(path: Path, cancel: threading.Event | None = None) -> str:
-    """sha256 of a file's bytes; stops (raising Interrupted) when `cancel` is set.
-
-    hashlib releases the GIL on large buffers, so this runs in a thread next to
-    `qemu-img compare` without slowing the main thread.
-    """
-    return file_digest(path, "sha256", chunk=CHUNK, cancel=cancel)
 
 
 def describe(path: Path, fmt: str, *, virtual_size: int, sha256: str | None = None,

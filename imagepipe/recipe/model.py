@@ -8,7 +8,7 @@ Fields may be added (with defaults); never rename one: recipes and the stage ids
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +178,31 @@ class LocalPublish:
 
 
 @dataclass(frozen=True)
-class OvirtPublish:
+class TemplateOptions:
+    """The VM an oVirt template describes, with the one set of defaults: the recipe's
+    `publish.ovirt` keys, the `publish.ovirt` stage, `imagepipe ovirt make-template` and the
+    engine-side `TemplateSpec` all take these fields (and defaults) from here."""
+
+    memory: int = 2 * 1024**3
+    cpus: int = 2
+    os_type: str = "other_linux"
+    network: str = "ovirtmgmt"
+    ballooning: bool = True
+    seal: bool = False  # imagepipe seals already; the engine's virt-sysprep is optional
+    keep: int | None = None
+    disk_format: str = "cow"
+
+
+def template_fields(obj: TemplateOptions) -> dict[str, Any]:
+    """The TemplateOptions fields of `obj` as keyword arguments (to build a subclass)."""
+    return {f.name: getattr(obj, f.name) for f in fields(TemplateOptions)}
+
+
+@dataclass(frozen=True)
+class OvirtEngineTarget:
+    """Where `publish.ovirt` goes (declared before the template fields: the recipe docs list
+    the keys in this order)."""
+
     engine_url: str | None = None  # or OVIRT_URL / profile
     username: str | None = None
     password_file: Path | None = None
@@ -188,14 +212,11 @@ class OvirtPublish:
     storage_domain: str = ""
     cluster: str = "Default"
     template_name: str | None = None  # default: recipe name + "-" + version
-    memory: int = 2 * 1024**3
-    cpus: int = 2
-    os_type: str = "other_linux"
-    network: str = "ovirtmgmt"
-    ballooning: bool = True
-    seal: bool = False  # imagepipe seals already; the engine's virt-sysprep is optional
-    keep: int | None = None
-    disk_format: str = "cow"
+
+
+@dataclass(frozen=True)
+class OvirtPublish(TemplateOptions, OvirtEngineTarget):
+    """`publish.ovirt`: the engine target, then the template's VM (TemplateOptions)."""
 
 
 @dataclass(frozen=True)

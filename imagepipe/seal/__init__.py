@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,10 @@ class SealContext:
         return self.edit(path, lambda _text: "")
 
 
+Verify = Callable[["GuestSession"], list[str]]
+"""Reads a sealed guest back; returns one failure line per thing still there (empty: holds)."""
+
+
 @dataclass(frozen=True)
 class Operation:
     name: str
@@ -94,19 +99,53 @@ class Operation:
     summary: str
     perform: Callable[[SealContext], None]
     os: tuple[str, ...] = ("linux",)
+    verify: Verify | None = None
 
 
 REGISTRY: dict[str, Operation] = {}
 _loaded = False
 
+# Like virt-sysprep's build-time checks of its operations: the name is what users type in
+# `--operations` (lowercase words joined by '-'), the summary is one line of the
+# `--list-operations` table and of docs/guest.md (a capital first, no final period).
+NAME_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+SUMMARY_MAX = 76
+
+
+def _check(name: str, summary: str) -> None:
+    """Refuse a badly named or summarized operation when its module is imported (a bug)."""
+    if not NAME_RE.fullmatch(name):
+        raise ValueError(f"seal operation name {name!r}: use lowercase words joined by '-'")
+    if name in ("defaults", "all", "none"):
+        raise ValueError(f"seal operation name {name!r} is a selection keyword")
+    if not summary or summary != summary.strip() or "\n" in summary:
+        raise ValueError(f"seal operation {name!r}: the summary must be one non-empty line")
+    if not summary[0].isupper() or summary.endswith("."):
+        raise ValueError(
+            f"seal operation {name!r}: the summary starts with a capital and has no final period"
+        )
+    if len(summary) > SUMMARY_MAX:
+        raise ValueError(
+            f"seal operation {name!r}: the summary is longer than {SUMMARY_MAX} characters"
+        )
+
 
 def register(
-    name: str, *, default: bool, summary: str, os: tuple[str, ...] = ("linux",)
+    name: str,
+    *,
+    default: bool,
+    summary: str,
+    os: tuple[str, ...] = ("linux",),
+    verify: Verify | None = None,
 ) -> Callable[[Callable[[SealContext], None]], Callable[[SealContext], None]]:
+    """Register the decorated function as seal operation `name`. `verify`, if given, is run
+    after sealing when this operation ran (see imagepipe.seal.run.verify)."""
+    _check(name, summary)
+
     def deco(fn: Callable[[SealContext], None]) -> Callable[[SealContext], None]:
         if name in REGISTRY:
             raise ValueError(f"seal operation {name!r} registered twice")
-        REGISTRY[name] = Operation(name, default, summary, fn, os)
+        REGISTRY[name] = Operation(name, default, summary, fn, os, verify)
         return fn
 
     return deco

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from imagepipe.errors import LintError, Problem
@@ -178,10 +179,32 @@ NETWORK_SOURCES = (
 )
 
 
+@dataclass
+class LintReport:
+    """Lints passed; the findings the recipe/flags allowed; with a recipe, the cloud-config's
+    lint record (imagepipe.cloudinit.lints)."""
+
+    static_ip_allowed: list[str] = field(default_factory=list)
+    password_allowed: list[str] = field(default_factory=list)
+    cloud_config: dict[str, Any] | None = None
+    passed: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's `lints` record."""
+        record: dict[str, Any] = {
+            "passed": self.passed,
+            "static_ip_allowed": self.static_ip_allowed,
+            "password_allowed": self.password_allowed,
+        }
+        if self.cloud_config is not None:
+            record["cloud_config"] = self.cloud_config
+        return record
+
+
 def run_lints(
     session: GuestSession, *, allow_static_ip: bool = False, allow_password: bool = False
-) -> dict[str, Any]:
-    """Raise LintError with every finding not allowed; return the manifest record."""
+) -> LintReport:
+    """Raise LintError with every finding not allowed; return what passed (and was allowed)."""
     s = session
     static: list[Problem] = []
     for pattern, fn in NETWORK_SOURCES:
@@ -199,8 +222,4 @@ def run_lints(
             "the template would be unsafe to clone; fix the image or "
             "allow it explicitly (seal.allow_static_ip / seal.allow_password)",
         )
-    return {
-        "passed": True,
-        "static_ip_allowed": [str(p) for p in static],
-        "password_allowed": [str(p) for p in password],
-    }
+    return LintReport([str(p) for p in static], [str(p) for p in password])

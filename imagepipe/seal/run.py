@@ -1,22 +1,79 @@
 """Run the selected seal operations, then read the image back to prove the seal holds.
 
 Why verify by reading back: an operation that silently did nothing (a glob that missed, a
-guard that skipped) would ship an unsealed template. Verification checks the outcomes the seed
-cares about from the guest's files, independent of which operations ran.
+guard that skipped) would ship an unsealed template. Each operation that can be checked
+registers its own read-back (`register(..., verify=...)`), so adding an operation and its
+check is one module; only the operations that ran are checked and reported.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from imagepipe import ui
 from imagepipe.errors import ImagepipeError
 from imagepipe.seal import SealContext, operations, select
+from imagepipe.seal.lints import LintReport, run_lints
 from imagepipe.tools.guestfs import GuestSession
 
 
-def seal(session: GuestSession, spec: str = "defaults", *, dry_run: bool = False) -> dict[str, Any]:
-    """Apply the operations `spec` selects; return what was applied/removed (manifest record)."""
+@dataclass
+class SealReport:
+    """What one seal run applied, skipped (wrong OS) and removed/edited, per operation."""
+
+    operations: list[str]
+    skipped: list[str]
+    files_removed: int
+    removed: dict[str, list[str]]
+    edited: dict[str, list[str]]
+    dry_run: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The full record (`imagepipe seal --dry-run --json`)."""
+        return {
+            "operations": self.operations,
+            "skipped": self.skipped,
+            "files_removed": self.files_removed,
+            "removed": self.removed,
+            "edited": self.edited,
+            "dry_run": self.dry_run,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The manifest's `seal` record: names and counts, not every removed path."""
+        return {k: self.to_json()[k] for k in ("operations", "skipped", "files_removed")}
+
+
+@dataclass
+class Verification:
+    """The read-back checks that ran (one per applied operation that registered one)."""
+
+    checks: list[str] = field(default_factory=list)
+    verified: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verified": self.verified, "checks": self.checks}
+
+
+@dataclass
+class SealCheck:
+    """seal -> lints -> verify, as the CLI and the build stage both record it."""
+
+    seal: SealReport
+    lints: LintReport
+    verification: Verification
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seal": self.seal.summary(),
+            "lints": self.lints.to_json(),
+            "verification": self.verification.to_json(),
+        }
+
+
+def seal(session: GuestSession, spec: str = "defaults", *, dry_run: bool = False) -> SealReport:
+    """Apply the operations `spec` selects; return what was applied/removed."""
     assert session.info is not None
     ops = operations()
     ctx = SealContext(session, dry_run=dry_run)
@@ -35,45 +92,38 @@ def seal(session: GuestSession, spec: str = "defaults", *, dry_run: bool = False
         f"seal: {len(applied)} operations, {n_removed} files removed"
         + (" (dry run)" if dry_run else "")
     )
-    return {
-        "operations": applied,
-        "skipped": skipped,
-        "files_removed": n_removed,
-        "removed": ctx.removed,
-        "edited": ctx.edited,
-        "dry_run": dry_run,
-    }
+    return SealReport(applied, skipped, n_removed, ctx.removed, ctx.edited, dry_run)
 
 
-def verify(session: GuestSession, applied: list[str]) -> dict[str, Any]:
-    """Read the sealed guest back; raise ImagepipeError naming what is still there."""
-    s = session
+def verify(session: GuestSession, applied: list[str]) -> Verification:
+    """Run the read-back of every applied operation; raise ImagepipeError naming what is still
+    there."""
+    ops = operations()
+    checked = [name for name in applied if ops[name].verify is not None]
     failures: list[str] = []
-    if "ssh-hostkeys" in applied:
-        failures += [f"SSH host key still present: {p}" for p in s.glob("/etc/ssh/ssh_host_*")]
-    if "machine-id" in applied and s.is_file("/etc/machine-id"):
-        mid = s.read_text("/etc/machine-id").strip()
-        if mid not in ("", "uninitialized"):
-            failures.append(f"/etc/machine-id still holds an id ({mid})")
-    if "cloud-init-state" in applied:
-        for p in (
-            "/var/lib/cloud/instance",
-            "/var/lib/cloud/instances",
-            "/var/lib/cloud/sem",
-            "/var/lib/cloud/data",
-        ):
-            if s.is_symlink(p) or s.exists(p):
-                failures.append(f"cloud-init instance state still present: {p}")
-    if "udev-persistent-net" in applied and s.exists("/etc/udev/rules.d/70-persistent-net.rules"):
-        failures.append(
-            "persistent net rules still present: /etc/udev/rules.d/70-persistent-net.rules"
-        )
+    for name in checked:
+        check = ops[name].verify
+        assert check is not None
+        failures += check(session)
     if failures:
         raise ImagepipeError(
             "seal verification failed:\n  " + "\n  ".join(failures),
             "this is a bug in a seal operation; please report it",
         )
-    return {
-        "verified": True,
-        "checks": ["ssh-hostkeys", "machine-id", "cloud-init-state", "udev-persistent-net"],
-    }
+    return Verification(checks=checked)
+
+
+def seal_and_check(
+    session: GuestSession,
+    spec: str = "defaults",
+    *,
+    allow_static_ip: bool = False,
+    allow_password: bool = False,
+) -> SealCheck:
+    """Seal, lint the sealed guest (LintError, exit 1) and read it back (ImagepipeError): the
+    one sequence `imagepipe seal` and a build's guest stage both run."""
+    sealed = seal(session, spec)
+    ui.phase("template lints")
+    lints = run_lints(session, allow_static_ip=allow_static_ip, allow_password=allow_password)
+    ui.phase("verifying the sealed image")
+    return SealCheck(sealed, lints, verify(session, sealed.operations))

@@ -114,7 +114,8 @@ class BootTestStage(Stage):
         report = boot_test(image.path, user_data=o.user_data, checks=o.checks, timeout=o.timeout,
                            log_dir=ctx.build_dir / "logs" / "boot-test", memory=o.memory,
                            cpus=o.cpus, accel=ctx.accel, disk_fmt=image.format,
-                           firmware=o.firmware, hardware=o.hardware, datasource=o.datasource)
+                           firmware=o.firmware, hardware=o.hardware,
+                           datasource=o.datasource).to_json()
         ctx.log.info("boot test: %s", report)
         if not report["passed"]:
             raise BootTestFailed(report)

@@ -56,6 +56,6 @@ class GuestStage(Stage):
         out = ctx.workdir / "disk.qcow2"
         copy_to_qcow2(src.path, src.format or "raw", out)
         ctx.log.info("guest work on %s (copy of %s), accel %s", out, src.path, ctx.accel)
-        record = run_guest_work(out, recipe, instance_id=iid, fmt="qcow2")
+        record = run_guest_work(out, recipe, instance_id=iid, fmt="qcow2").to_json()
         ctx.log.info("guest work: %s", record)
         return Artifact(path=out, kind="image", format="qcow2", files=files, metadata=record)

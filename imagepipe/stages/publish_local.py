@@ -123,10 +123,10 @@ class LocalPublishStage(Stage):
                 files[art.path.name] = (art.path, art.digest)
         image = inputs.get("image")
         if image is not None and "seed.iso" in image.files:
-            from imagepipe.store import hash_file
+            from imagepipe.hashing import file_digest
 
             seed = image.files["seed.iso"]
-            files["seed.iso"] = (seed, "sha256:" + hash_file(seed))
+            files["seed.iso"] = (seed, "sha256:" + file_digest(seed))
         return files
 
     @staticmethod
@@ -134,14 +134,13 @@ class LocalPublishStage(Stage):
                    files: Mapping[str, tuple[Path, str]], sums: str,
                    record: dict[str, Any]) -> None:
         from imagepipe.convert.durable import fsync_path
-        from imagepipe.store import hash_file
+        from imagepipe.hashing import file_digest
         from imagepipe.store.place import copy_out
 
         staging = base / f".{final.name}.tmp{_unique()}"
         ctx.exit_stack.callback(shutil.rmtree, staging, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
-        from imagepipe.hashing import file_digest
         from imagepipe.store import integrity
 
         for name, (src, _) in files.items():
@@ -164,7 +163,7 @@ class LocalPublishStage(Stage):
             record["files"][extra.name] = str(final / extra.name)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         (staging / "SHA256SUMS").write_text(sums + "".join(
-            f"{hash_file(p)}  {p.name}\n" for p in sbom))
+            f"{file_digest(p)}  {p.name}\n" for p in sbom))
         for p in staging.iterdir():
             fsync_path(p)
         fsync_path(staging)

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe.errors import InputError
-from imagepipe.recipe.model import Recipe
+from imagepipe.recipe.model import Recipe, TemplateOptions, template_fields
 from imagepipe.stages.base import Artifact, Stage, StageContext
 
 
 @dataclass(frozen=True)
-class OvirtPublishOptions:
+class _PublishTarget:
+    """The stage options before the template's VM (this order is the manifest's)."""
+
     storage_domain: str
     cluster: str
     template_name: str
@@ -33,14 +35,12 @@ class OvirtPublishOptions:
     ca_file: str | None = None
     insecure: bool = False
     profile: str | None = None
-    memory: int = 2 << 30
-    cpus: int = 2
-    os_type: str = "other_linux"
-    network: str = "ovirtmgmt"
-    ballooning: bool = True
-    seal: bool = False
-    keep: int | None = None
-    disk_format: str = "cow"
+
+
+@dataclass(frozen=True)
+class OvirtPublishOptions(TemplateOptions, _PublishTarget):
+    """The target, the template's VM (TemplateOptions, the recipe's), the version."""
+
     version_name: str | None = None  # None: one template per name; "": a UTC time stamp
     bios_type: str | None = None
 
@@ -77,6 +77,10 @@ class OvirtPublishStage(Stage):
         # A `${date}` name asks for one template per image (the old way); otherwise every
         # publish is a new version of template NAME, named by the image version.
         version_name = None if "${date}" in name else recipe.image_version
+        # The recipe's top-level os_type stands in for the template default.
+        vm = template_fields(o)
+        if o.os_type == TemplateOptions.os_type and recipe.os_type:
+            vm["os_type"] = recipe.os_type
         return OvirtPublishOptions(
             storage_domain=o.storage_domain, cluster=o.cluster,
             template_name=name, version_name=version_name,
@@ -85,11 +89,7 @@ class OvirtPublishStage(Stage):
             engine_url=o.engine_url, username=o.username,
             password_file=str(o.password_file) if o.password_file else None,
             ca_file=str(o.ca_file) if o.ca_file else None, insecure=o.insecure,
-            profile=o.profile, memory=o.memory, cpus=o.cpus,
-            os_type=o.os_type if o.os_type != "other_linux" or not recipe.os_type
-            else recipe.os_type,
-            network=o.network, ballooning=o.ballooning, seal=o.seal, keep=o.keep,
-            disk_format=o.disk_format, bios_type=ovirt_bios_type(recipe))
+            profile=o.profile, bios_type=ovirt_bios_type(recipe), **vm)
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         from imagepipe.targets.ovirt import TemplateSpec, connect, make_template, resolve_config
@@ -105,10 +105,8 @@ class OvirtPublishStage(Stage):
         spec = TemplateSpec(name=o.template_name, description=o.description, comment=o.comment,
                             cluster=o.cluster, storage_domain=o.storage_domain,
                             user_data=o.user_data.read_text() if o.user_data else None,
-                            memory=o.memory, cpus=o.cpus, os_type=o.os_type, network=o.network,
-                            ballooning=o.ballooning, seal=o.seal, keep=o.keep,
-                            disk_format=o.disk_format, version_name=o.version_name,
-                            bios_type=o.bios_type)
+                            version_name=o.version_name, bios_type=o.bios_type,
+                            **template_fields(o))
         agent = _guest_agent_warning(image)
         ctx.log.info("publishing %s to %s as template %s", image.path, cfg.url, o.template_name)
         with connect(cfg) as con:

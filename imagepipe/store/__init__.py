@@ -58,11 +58,6 @@ def parse_digest(digest: str) -> tuple[str, str]:
     return algo, hexd
 
 
-def hash_file(path: Path, algo: str = "sha256", chunk: int = 4 << 20) -> str:
-    """Hex digest of a file (hashlib releases the GIL on big chunks: threads hash in parallel)."""
-    return file_digest(path, algo, chunk=chunk)
-
-
 def fsync_tree(path: Path) -> None:
     """fsync every file and directory under `path` (and `path` itself)."""
     if path.is_dir():
@@ -156,7 +151,7 @@ class Store:
         if stamp in ("durable", boot_id()):
             return True
         algo, hexd = obj.parent.name, obj.name
-        if hash_file(obj, algo) != hexd:
+        if file_digest(obj, algo) != hexd:
             if self.writable:
                 self.holds.release(obj)
                 obj.unlink(missing_ok=True)
@@ -248,7 +243,7 @@ class Store:
                 if name == "" and art.digest and not art.files:
                     digests[name] = art.digest  # computed by the stage while writing it
                 else:
-                    digests[name] = "sha256:" + hash_file(path)
+                    digests[name] = "sha256:" + file_digest(path)
             elif path.is_relative_to(self.root):
                 rel[name] = str(path.relative_to(self.root))
                 digests[name] = self.digest_of(path)
@@ -274,7 +269,7 @@ class Store:
             for name, p in ({"": data["path"]} | data["files"]).items():
                 if p == str(path.absolute().relative_to(self.root)):
                     return str(data["file_digests"][name])
-        return "sha256:" + hash_file(path)
+        return "sha256:" + file_digest(path)
 
     def _artifact_from_json(self, data: dict[str, Any]) -> Artifact:
         return Artifact(

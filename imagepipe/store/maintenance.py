@@ -17,7 +17,8 @@ from pathlib import Path
 
 from imagepipe import sizes
 from imagepipe.errors import InputError
-from imagepipe.store import Store, hash_file
+from imagepipe.hashing import file_digest
+from imagepipe.store import Store
 from imagepipe.store.locks import try_flock
 
 
@@ -69,7 +70,7 @@ def verify(store: Store) -> list[tuple[Path, str]]:
     for entry in entries(store):
         if entry.kind == "object":
             algo, hexd = entry.path.parent.name, entry.path.name
-            got = hash_file(entry.path, algo)
+            got = file_digest(entry.path, algo)
             if got != hexd:
                 bad.append((entry.path, f"content is {algo}:{got[:16]}..., "
                                         f"name says {hexd[:16]}..."))
@@ -137,7 +138,7 @@ def _verify_stage(store: Store, entry: Path) -> list[tuple[Path, str]]:
             bad.append((path, "missing"))
             continue
         want = data["file_digests"][name]
-        got = "sha256:" + hash_file(path)
+        got = "sha256:" + file_digest(path)
         if got != want:
             bad.append((path, f"content is {got[:23]}..., recorded {want[:23]}..."))
     return bad

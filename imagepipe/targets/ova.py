@@ -9,16 +9,16 @@ a temporary name, fsynced and renamed: no half-written OVA is ever visible.
 
 from __future__ import annotations
 
-import os
 import tarfile
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagepipe.convert.durable import fsync_path
-from imagepipe.convert.report import ImageReport, file_sha256
+from imagepipe.convert.report import ImageReport
+from imagepipe.durable import publish
 from imagepipe.errors import ImageError, ImagepipeError, InputError
+from imagepipe.hashing import file_digest
 from imagepipe.tools import qemu_img
 
 if TYPE_CHECKING:
@@ -116,11 +116,13 @@ def build_ovf(*, name: str, description: str, cpus: int, memory: int, os_type: s
 def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: int = 2,
               memory: int = 2 * GiB, os_type: str = "other_linux",
               manifest: bool = True, verify: bool = True,
-              firmware: str | None = None) -> ImageReport:
+              firmware: str | None = None, force: bool = False) -> ImageReport:
     """Write `dst` (.ova) from `src` (any format qemu reads; backing files refused).
 
     With `verify`, the VMDK's guest data is compared with the source (`qemu-img compare`)
-    before it goes into the archive, as `convert_image` verifies its outputs."""
+    before it goes into the archive, as `convert_image` verifies its outputs. The archive
+    reaches `dst` through `durable.publish`, like every other output: an existing `dst` is
+    replaced only with `force`."""
     if cpus < 1 or memory < (1 << 20):
         raise InputError(f"OVA hardware out of range: cpus={cpus}, memory={memory}")
     info = qemu_img.info(src)
@@ -130,11 +132,10 @@ def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: i
     try:
         sha = _write_ova_file(src, dst, info, name=name, description=description, cpus=cpus,
                               memory=memory, os_type=os_type, manifest=manifest,
-                              verify=verify, capacity=capacity, firmware=firmware)
+                              verify=verify, capacity=capacity, firmware=firmware, force=force)
     except OSError as exc:  # ENOSPC, EIO, EDQUOT...: the temp dir is already gone
         raise ImagepipeError(f"cannot write {dst}: {exc.strerror or exc}",
                              "free space on that filesystem; nothing was left behind") from None
-    fsync_path(dst.parent)
     st = dst.stat()
     return ImageReport(path=dst, format="ova", subformat="streamOptimized",
                        virtual_size=capacity, file_size=st.st_size,
@@ -143,8 +144,8 @@ def write_ova(src: Path, dst: Path, *, name: str, description: str = "", cpus: i
 
 def _write_ova_file(src: Path, dst: Path, info: dict[str, Any], *, name: str,
                     description: str, cpus: int, memory: int, os_type: str, manifest: bool,
-                    verify: bool, capacity: int, firmware: str | None) -> str:
-    """The archive written in a temp dir next to `dst` and renamed onto it; its sha256."""
+                    verify: bool, capacity: int, firmware: str | None, force: bool) -> str:
+    """The archive written in a temp dir next to `dst` and published onto it; its sha256."""
     disk_name, ovf_name = f"{name}-disk1.vmdk", f"{name}.ovf"
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=dst.parent) as tmp:
@@ -163,7 +164,7 @@ def _write_ova_file(src: Path, dst: Path, info: dict[str, Any], *, name: str,
         members = [ovf, vmdk]
         if manifest:
             mf = work / f"{name}.mf"
-            mf.write_text("".join(f"SHA256({p.name})= {file_sha256(p)}\n" for p in members))
+            mf.write_text("".join(f"SHA256({p.name})= {file_digest(p)}\n" for p in members))
             members.append(mf)
         out = work / "out.ova"
         fmt = tarfile.USTAR_FORMAT if vmdk.stat().st_size < (8 << 30) else tarfile.PAX_FORMAT
@@ -175,9 +176,8 @@ def _write_ova_file(src: Path, dst: Path, info: dict[str, Any], *, name: str,
                 ti.mode = 0o644
                 with open(p, "rb") as f:
                     tar.addfile(ti, f)
-        fsync_path(out)
-        sha = file_sha256(out)
-        os.replace(out, dst)
+        sha = file_digest(out)
+        publish(out, dst, force)  # fsyncs the archive and the directory
     return sha
 
 

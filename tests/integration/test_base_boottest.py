@@ -36,7 +36,7 @@ def test_unbootable_image_fails_every_check_and_keeps_the_log(blank: Path,
     before = _digest(blank)
     logs = tmp_path / "logs"
     report = boot_test(blank, checks=[HttpCheck(80, "/", 200)], timeout=20, log_dir=logs,
-                       memory=256 * 1024**2, cpus=1)
+                       memory=256 * 1024**2, cpus=1).to_json()
     assert report["passed"] is False
     by_name = {c["name"]: c for c in report["checks"]}
     assert set(by_name) == {"login", "cloud-init-final", "http:80/=200", "new-identity",

@@ -86,14 +86,14 @@ def test_every_operation_is_covered() -> None:
 def test_dry_run_lists_and_keeps(sealed: Any) -> None:
     _, dry, after_dry, _, _ = sealed
     assert all(after_dry.values()), [p for p, e in after_dry.items() if not e]
-    assert "/etc/ssh/ssh_host_rsa_key" in dry["removed"]["ssh-hostkeys"]
-    assert dry["files_removed"] > 30
+    assert "/etc/ssh/ssh_host_rsa_key" in dry.removed["ssh-hostkeys"]
+    assert dry.files_removed > 30
 
 
 @pytest.mark.parametrize("op", sorted(GONE))
 def test_operation_removed_its_files(sealed: Any, op: str) -> None:
     s, _, _, result, _ = sealed
-    assert op in result["operations"]
+    assert op in result.operations
     left = [p for p in GONE[op] if s.exists(p) or s.is_symlink(p)]
     assert not left
 
@@ -124,9 +124,14 @@ def test_mac_addresses_and_hostname_gone(sealed: Any) -> None:
 
 def test_idempotent_and_verified(sealed: Any) -> None:
     s, _, _, result, again = sealed
-    assert result["files_removed"] > 30
-    assert again["files_removed"] == 0 and not again["edited"]
-    assert verify(s, result["operations"])["verified"]
+    assert result.files_removed > 30
+    assert again.files_removed == 0 and not again.edited
+    checked = verify(s, result.operations)
+    assert checked.verified
+    # every applied operation with a read-back is checked, and only those
+    assert checked.checks == [n for n in result.operations if operations()[n].verify]
+    assert {"ssh-hostkeys", "machine-id", "cloud-init-state"} <= set(checked.checks)
+    assert verify(s, ["bash-history"]).checks == []
 
 
 def test_selection_syntax() -> None:

@@ -122,7 +122,7 @@ def test_lints_passwords(session: Any) -> None:
 
 
 def test_lints_allowed_and_error_text(session: Any) -> None:
-    assert run_lints(session, allow_static_ip=True, allow_password=True)["passed"]
+    assert run_lints(session, allow_static_ip=True, allow_password=True).passed
     with pytest.raises(LintError, match=r"/etc/netplan/02-nodhcp.yaml:5: dhcp4: DHCP turned off"):
         run_lints(session)
 
@@ -165,7 +165,8 @@ def worked(session: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         cloud_init=CloudInit(user_data=d / "user-data.yaml", hostname="web1"),
         seal=Seal(operations="defaults"),
     )
-    return run_guest_work(Path("unused"), recipe, instance_id="iid-test-1", session=session)
+    return run_guest_work(Path("unused"), recipe, instance_id="iid-test-1",
+                          session=session).to_json()
 
 
 def test_customize_read_back(session: Any, worked: dict[str, Any]) -> None:

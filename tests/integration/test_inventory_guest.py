@@ -38,7 +38,7 @@ def worked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Recipe, dict[str, 
                     image_version="3", source=Source(image=ImageSource(url="file:///dev/null")),
                     customize=Customize(run=(f"printf '\\n{EXTRA}' >> /var/lib/dpkg/status",)),
                     seal=Seal(operations="defaults"))
-    return recipe, run_guest_work(img, recipe, instance_id="iid-inv", fmt="raw")
+    return recipe, run_guest_work(img, recipe, instance_id="iid-inv", fmt="raw").to_json()
 
 
 def test_inventory_read_after_customize(worked: tuple[Recipe, dict[str, Any]]) -> None:

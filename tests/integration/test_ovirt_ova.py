@@ -100,6 +100,23 @@ def test_convert_cli_writes_ova(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_existing_ova_replaced_only_with_force(tmp_path: Path) -> None:
+    """The archive is published like every output: never over an existing file without
+    force (even if it appears during the write), and nothing left behind either way."""
+    from imagepipe.errors import InputError
+
+    src = make_image(tmp_path / "disk.raw", size=4 * MiB, fmt="raw", chunks=((1, 1),))
+    out = tmp_path / "out" / "disk.ova"
+    out.parent.mkdir()
+    out.write_bytes(b"old")
+    with pytest.raises(InputError, match="already exists"):
+        write_ova(src, out, name="disk", verify=False)
+    assert out.read_bytes() == b"old" and [p.name for p in out.parent.iterdir()] == ["disk.ova"]
+    report = write_ova(src, out, name="disk", verify=False, force=True)
+    assert report.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert [p.name for p in out.parent.iterdir()] == ["disk.ova"]
+
+
 def test_params_from_recipe(tmp_path: Path) -> None:
     from imagepipe.recipe.model import ImageSource, OvirtPublish, Publish, Recipe, Source
     from imagepipe.targets.ova import build_ovf, ova_params_from_recipe

@@ -11,9 +11,10 @@ import pytest
 
 from imagepipe import stages
 from imagepipe.errors import ImagepipeError
+from imagepipe.hashing import file_digest
 from imagepipe.pipeline import BuildOptions, build
 from imagepipe.stages import StageNotAvailable
-from imagepipe.store import Store, hash_file
+from imagepipe.store import Store
 from tests.integration.pipeline_helpers import (  # noqa: F401 (fixtures)
     HttpServer,
     http_root,
@@ -52,7 +53,7 @@ def test_first_build_then_everything_cached(tmp_path: Path, server: HttpServer,
     for out in m["outputs"]:
         path = Path(out["path"])
         assert path.parent.resolve() == published.resolve()
-        assert hash_file(path) == out["sha256"]
+        assert file_digest(path) == out["sha256"]
         r = subprocess.run(["qemu-img", "compare", "-f", "qcow2", "-F", out["format"],
                             str(source[1]), str(path)], capture_output=True)
         assert r.returncode == 0, r.stdout

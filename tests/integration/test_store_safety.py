@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from imagepipe.hashing import file_digest
 from imagepipe.stages.base import Artifact
-from imagepipe.store import Store, hash_file
+from imagepipe.store import Store
 from imagepipe.store.locks import LockBusy
 from imagepipe.store.maintenance import entries, gc, verify
 from tests.conftest import REPO, run_cli
@@ -80,7 +81,7 @@ def test_verify_reports_corrupt_entries(tmp_path: Path) -> None:
     entry = _commit(s, "e" * 64, b"good" * 1000)
     obj = tmp_path / "o"
     obj.write_bytes(b"object")
-    digest = "sha256:" + hash_file(obj)
+    digest = "sha256:" + file_digest(obj)
     s.put_object(obj, digest)
     assert verify(s) == []
     f = entry / "f.bin"
@@ -210,7 +211,7 @@ def test_gc_of_a_referenced_object_removes_the_dangling_stage_entry(tmp_path: Pa
     s = Store(tmp_path / "s")
     obj = tmp_path / "o"
     obj.write_bytes(b"object" * 1000)
-    digest = "sha256:" + hash_file(obj)
+    digest = "sha256:" + file_digest(obj)
     stored = s.put_object(obj, digest)
     work = s.workdir("pass")
     s.commit_stage("f" * 64, work, Artifact(path=stored, kind="file"), label="pass-through")
@@ -229,7 +230,7 @@ def test_objects_from_before_a_reboot_are_rehashed_once(tmp_path: Path) -> None:
     good, torn = tmp_path / "good", tmp_path / "torn"
     good.write_bytes(b"g" * 10_000)
     torn.write_bytes(b"t" * 10_000)
-    dg, dt = "sha256:" + hash_file(good), "sha256:" + hash_file(torn)
+    dg, dt = "sha256:" + file_digest(good), "sha256:" + file_digest(torn)
     pg, pt = s.put_object(good, dg), s.put_object(torn, dt)
     stamp = pg.with_name(pg.name + ".boot")
     assert stamp.read_text() == Path("/proc/sys/kernel/random/boot_id").read_text().strip()

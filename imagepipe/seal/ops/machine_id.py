@@ -7,13 +7,27 @@ never delete it (a missing file breaks read-only roots) and never write a fixed 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from imagepipe.seal import SealContext, register
+
+if TYPE_CHECKING:
+    from imagepipe.tools.guestfs import GuestSession
+
+
+def check(s: GuestSession) -> list[str]:
+    """Read back: /etc/machine-id holds no id (empty, or systemd's 'uninitialized')."""
+    if not s.is_file("/etc/machine-id"):
+        return []
+    mid = s.read_text("/etc/machine-id").strip()
+    return [] if mid in ("", "uninitialized") else [f"/etc/machine-id still holds an id ({mid})"]
 
 
 @register(
     "machine-id",
     default=True,
     summary="Empty /etc/machine-id (new id on first boot); dbus id links to it",
+    verify=check,
 )
 def perform(ctx: SealContext) -> None:
     ctx.truncate("/etc/machine-id")

@@ -48,14 +48,16 @@ def _digest(read: Any, start: int, length: int, buf: bytearray) -> str:
 def resend_differing(image: Path, url: str, cfg: EngineConfig) -> tuple[int, int]:
     """Make the remote disk equal to `image`; returns (bytes resent, bytes compared)."""
     from ovirt_imageio import client
-    from ovirt_imageio.client import _api
 
-    info = _api.info(str(image))
+    from imagepipe.targets.ovirt import imageio_private as private
+
+    private.require_tested("resuming an upload")
+    info = private.image_info(image)
     size = int(info["virtual-size"])
     sent = compared = 0
     buf = bytearray(CHUNK)
     cafile = str(cfg.ca_file) if cfg.ca_file else None
-    with _api._open_nbd(str(image), info["format"], read_only=True) as src, \
+    with private.open_local_image(image, info["format"]) as src, \
             client.ImageioClient(url, cafile=cafile, secure=not cfg.insecure) as dst:
         remote_zero = _ranges(dst.extents("zero"), size)
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from imagepipe import ui
 from imagepipe.errors import InputError
+from imagepipe.recipe.model import TemplateOptions
 from imagepipe.targets.ovirt import engine as eng
 from imagepipe.targets.ovirt import transfer as data
 from imagepipe.targets.ovirt.connection import EngineConfig, EngineError, engine_errors
@@ -31,22 +32,17 @@ DATE_VAR = "${date}"
 BLANK = "00000000-0000-0000-0000-000000000000"
 
 
-@dataclass(frozen=True)
-class TemplateSpec:
+@dataclass(frozen=True, kw_only=True)
+class TemplateSpec(TemplateOptions):
+    """One template to make: its name and place, plus the VM (TemplateOptions, whose defaults
+    are the recipe's)."""
+
     name: str
     description: str
     cluster: str
     storage_domain: str
     comment: str = ""
     user_data: str | None = None
-    memory: int = 2 << 30
-    cpus: int = 2
-    os_type: str = "rhel_9x64"
-    network: str = "ovirtmgmt"
-    ballooning: bool = True
-    seal: bool = True
-    keep: int | None = None
-    disk_format: str = "cow"
     # Publish as a new version of the template `name` (the first publish creates it as the
     # base template); None = one template per name (`${date}` names).
     version_name: str | None = None

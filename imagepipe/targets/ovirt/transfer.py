@@ -77,18 +77,18 @@ class LocalChecksum:
         self._future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
 
     def run(self) -> dict[str, Any]:
-        try:
-            from ovirt_imageio._internal.handlers import checksum as imageio_checksum
-            from ovirt_imageio.client import _api
-        except ImportError:  # a future imageio without these internals: not cancellable
+        from imagepipe.targets.ovirt import imageio_private as private
+
+        if not private.private_api_usable("the local checksum uses the public client, which "
+                                          "Ctrl-C cannot stop before it ends"):
             from ovirt_imageio import client
 
             result: dict[str, Any] = client.checksum(str(self.image), block_size=BLOCK_SIZE,
                                                      algorithm=ALGORITHM)
             return result
-        info = _api.info(str(self.image))
-        with _api._open_nbd(str(self.image), info["format"], read_only=True) as backend:
-            self._op = imageio_checksum.Operation(backend, bytearray(BLOCK_SIZE), ALGORITHM)
+        info = private.image_info(self.image)
+        with private.open_local_image(self.image, info["format"]) as backend:
+            self._op = private.checksum_operation(backend, BLOCK_SIZE, ALGORITHM)
             if self._cancelled:
                 self._op.cancel()
             done: dict[str, Any] = self._op.run()
