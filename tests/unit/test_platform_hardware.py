@@ -90,6 +90,7 @@ def test_size_ratios() -> None:
     assert outs[0]["ratio_to_used"] is None
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("hw", ["floppy+e1000", "lsilogic+e1000"])
 def test_boot_test_refuses_hardware_it_cannot_emulate_before_starting(tmp_path: Path,
                                                                       hw: str) -> None:
