@@ -1,7 +1,7 @@
-"""Shared test fixtures. Servers bind 127.0.0.1 on free ports and are stopped by PID.
+"""Shared test helpers. Servers bind 127.0.0.1 on free ports and are stopped by PID.
 
-Area-specific fixtures (guestfs appliances, the engine simulator, HTTP servers) live in the
-conftest.py of the test package that needs them; only truly shared helpers live here.
+Fixtures live in the conftest.py of the test package that uses them (`unit/`,
+`integration/`, `e2e/`); this file holds only the plain helpers every package imports.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,17 +30,3 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         full_env.update(env)
     return subprocess.run([sys.executable, "-m", "imagepipe", *args], capture_output=True,
                           text=True, env=full_env, cwd=cwd, timeout=timeout, input=input)
-
-
-@pytest.fixture
-def cli():
-    """The `run_cli` helper as a fixture."""
-    return run_cli
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Path:
-    """A private imagepipe store for one test."""
-    d = tmp_path / "store"
-    d.mkdir()
-    return d

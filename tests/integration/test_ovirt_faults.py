@@ -16,12 +16,9 @@ from tests.integration.ovirt_helpers import (
     identical,
     make_image,
     ovirt,
-    reset_faults,
-    sim,
 )
 
 pytestmark = pytest.mark.ovirt
-__all__ = ["sim", "reset_faults"]
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,9 @@ from tests.integration.ovirt_helpers import (
     identical,
     make_image,
     ovirt,
-    reset_faults,
-    sim,
 )
 
 pytestmark = pytest.mark.ovirt
-__all__ = ["sim", "reset_faults"]
 
 
 def _start(sim, *args: str) -> subprocess.Popen[str]:

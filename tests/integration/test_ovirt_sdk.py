@@ -8,10 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.ovirt_helpers import reset_faults, sim
-
 pytestmark = pytest.mark.ovirt
-__all__ = ["sim", "reset_faults"]
 
 
 def _con(sim, password: str | None = None, **kw):

@@ -17,12 +17,9 @@ from tests.integration.ovirt_helpers import (
     identical,
     make_image,
     ovirt,
-    reset_faults,
-    sim,
 )
 
 pytestmark = pytest.mark.ovirt
-__all__ = ["sim", "reset_faults"]
 
 
 @pytest.mark.parametrize("src_fmt,disk_fmt,sparse", [("qcow2", "cow", True),
