@@ -58,6 +58,7 @@ def test_each_output_boots_on_its_platforms_hardware() -> None:
     assert boot_profile(None, None) == "virtio-blk+virtio-net"
 
 
+@pytest.mark.network
 def test_per_output_plan_adds_one_boot_per_disk_output(tmp_path: Path) -> None:
     from imagepipe.pipeline.plan import make_plan
     from imagepipe.recipe.load import load_recipe

@@ -9,7 +9,11 @@ runner hides them first:
   PATH except the hidden ones (qemu-*, mmdebstrap, the libguestfs tools), so `shutil.which`
   and every subprocess see a host without them;
 - this directory goes first on PYTHONPATH, where `guestfs.py` raises ImportError, in the test
-  process and in every `imagepipe` subprocess a test starts.
+  process and in every `imagepipe` subprocess a test starts;
+- the network is out of reach: every HTTP(S) proxy variable points at a closed port on
+  127.0.0.1 (apt-get, requests and urllib honour them; 127.0.0.1 itself stays direct, so the
+  tests' own servers work), so a test that needs the Debian mirror without its `network`
+  marker fails too; `network` tests are left out of this selection.
 
 A test that needs a hidden tool and lacks its marker then fails (or skips, if it checks for
 the tool itself). Extra arguments are passed to pytest. Exit code: pytest's.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-SELECTION = "not qemu and not guestfs and not ovirt and not slow"
+SELECTION = "not qemu and not guestfs and not ovirt and not slow and not network"
 HIDDEN = ("qemu-*", "mmdebstrap", "guestfish", "guestmount", "guestunmount", "virt-*",
           "libguestfs-*", "supermin")
 BUDGET_S = 30.0
@@ -54,6 +59,13 @@ def shadow_path(bin_dir: Path, path: str) -> list[str]:
     return sorted(left_out)
 
 
+def closed_port() -> int:
+    """A 127.0.0.1 port nothing listens on (free a moment ago): connections are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="imagepipe-without-tools-") as tmp:
         bin_dir = Path(tmp)
@@ -62,9 +74,11 @@ def main(argv: list[str]) -> int:
         env["PATH"] = str(bin_dir)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
-        env["IMAGEPIPE_TEST_WITHOUT_TOOLS"] = "1"
+        for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            env[var] = f"http://127.0.0.1:{closed_port()}"
+        env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost"
         print(f"without-tools: hiding {len(hidden)} programs ({', '.join(hidden[:8])}"
-              f"{', ...' if len(hidden) > 8 else ''}) and `import guestfs`", flush=True)
+              f"{', ...' if len(hidden) > 8 else ''}) and `import guestfs`; no network", flush=True)
         start = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "pytest", "-m", SELECTION, *argv],
                               cwd=REPO, env=env)
