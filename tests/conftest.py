@@ -10,9 +10,36 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from tests import marker_check
+
 REPO = Path(__file__).resolve().parent.parent
+_QEMU_LOG: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Install the opt-in `qemu` marker check (tests/marker_check.py)."""
+    global _QEMU_LOG
+    _QEMU_LOG = marker_check.install(Path(tempfile.mkdtemp(prefix="imagepipe-marker-check-")))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Fail a test that ran a qemu program without the `qemu` marker (check on only)."""
+    outcome = yield
+    report = outcome.get_result()
+    if _QEMU_LOG is None or report.when != "teardown" or item.get_closest_marker("qemu"):
+        return
+    ran = marker_check.runs_of(_QEMU_LOG, item.nodeid)
+    if ran:
+        report.outcome = "failed"
+        report.longrepr = f"ran {', '.join(ran)} without @pytest.mark.qemu"
 
 
 def free_port() -> int:
