@@ -15,7 +15,7 @@ from tests.conftest import run_cli
 
 from .guest_helpers import SEALABLE, read_back
 
-pytestmark = pytest.mark.guestfs
+pytestmark = [pytest.mark.guestfs, pytest.mark.qemu]
 
 USER_DATA = "#cloud-config\npackages: [apache2]\nruncmd:\n  - [systemctl, start, apache2]\n"
 

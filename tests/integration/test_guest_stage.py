@@ -17,7 +17,7 @@ from tests.conftest import run_cli
 from .guest_helpers import SEALABLE, read_back
 from .pipeline_helpers import sha256
 
-pytestmark = pytest.mark.guestfs
+pytestmark = [pytest.mark.guestfs, pytest.mark.qemu]
 
 USER_DATA = "#cloud-config\nruncmd:\n  - [ systemctl, restart, apache2 ]\n"
 
