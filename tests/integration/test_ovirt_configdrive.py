@@ -13,7 +13,7 @@ import requests
 from imagepipe.cloudinit.configdrive import Nic, ovirt_payload, read_config_drive
 from tests.integration.ovirt_helpers import make_image, ovirt
 
-pytestmark = pytest.mark.ovirt
+pytestmark = [pytest.mark.ovirt, pytest.mark.qemu]
 USER_DATA = "#cloud-config\nruncmd:\n  - [systemctl, start, apache2]\n"
 
 

@@ -18,7 +18,7 @@ from tests.integration.ovirt_helpers import (
     ovirt,
 )
 
-pytestmark = pytest.mark.ovirt
+pytestmark = [pytest.mark.ovirt, pytest.mark.qemu]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from tests.integration.ovirt_helpers import (
     ovirt,
 )
 
-pytestmark = pytest.mark.ovirt
+pytestmark = [pytest.mark.ovirt, pytest.mark.qemu]
 USER_DATA = "#cloud-config\npackages: [httpd]\nruncmd:\n  - [systemctl, enable, httpd]\n"
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.ovirt_helpers import make_image, ovirt
 
-pytestmark = pytest.mark.ovirt
+pytestmark = [pytest.mark.ovirt, pytest.mark.qemu]
 MiB = 1 << 20
 
 

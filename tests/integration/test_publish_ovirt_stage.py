@@ -14,7 +14,7 @@ from imagepipe.stages import get_stage
 from imagepipe.stages.base import Artifact, StageContext
 from tests.integration.ovirt_helpers import identical, make_image
 
-pytestmark = pytest.mark.ovirt
+pytestmark = [pytest.mark.ovirt, pytest.mark.qemu]
 
 
 def test_publish_stage_records_template(sim, tmp_path: Path) -> None:
