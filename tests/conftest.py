@@ -7,6 +7,7 @@ Fixtures live in the conftest.py of the test package that uses them (`unit/`,
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,7 +26,13 @@ _QEMU_LOG: Path | None = None
 def pytest_configure(config: pytest.Config) -> None:
     """Install the opt-in `qemu` marker check (tests/marker_check.py)."""
     global _QEMU_LOG
-    _QEMU_LOG = marker_check.install(Path(tempfile.mkdtemp(prefix="imagepipe-marker-check-")))
+    if os.environ.get(marker_check.ENV) == "1":
+        _QEMU_LOG = marker_check.install(Path(tempfile.mkdtemp(prefix="imagepipe-marker-check-")))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _QEMU_LOG is not None:
+        shutil.rmtree(_QEMU_LOG.parent, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)
