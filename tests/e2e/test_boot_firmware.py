@@ -8,7 +8,7 @@ Boots are the expensive part (70-120 s each under TCG here), so each firmware bo
   --firmware uefi|secureboot` CLI on the published qcow2; the firmware check proves from the
   guest kernel's own log that it was started by UEFI and (secureboot) that Secure Boot was on.
 - The vhdx from `--preset hyperv`: not booted a third time (it holds the same guest data as
-  the qcow2, which `test_httpd_e2e` proves with `qemu-img compare`); its ESP and the
+  the qcow2, which `test_httpd_build` proves with `qemu-img compare`); its ESP and the
   removable-path shim `EFI/BOOT/BOOTX64.EFI` are read back from the vhdx itself with
   libguestfs, and its partition table through the converter's own ESP check.
 """

@@ -25,7 +25,7 @@ from tests.e2e.imageread import dpkg_status, read_files
 from tests.integration.aptrepo import SUITE, SignedRepo
 from tests.integration.pipeline_helpers import HttpServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.guestfs]
+pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.guestfs, pytest.mark.qemu]
 
 SOURCES = "/etc/apt/sources.list.d/debian.sources"
 

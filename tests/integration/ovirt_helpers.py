@@ -1,15 +1,13 @@
-"""Shared pieces of the oVirt tests: small real images, the simulator fixture, clean-up checks."""
+"""Helpers of the oVirt tests: small real images, the CLI against the simulator, clean-up
+checks. The `sim` fixture is in conftest.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from imagepipe.testing.ovirt_engine import EngineSimulator
 from tests.conftest import run_cli
@@ -40,31 +38,6 @@ def identical(a: Path, b: Path, fmt_b: str | None = None) -> bool:
     if fmt_b:
         argv[2:2] = ["-F", fmt_b]
     return subprocess.run(argv, capture_output=True).returncode == 0
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineSimulator]:
-    """One simulator + real imageio daemon per test module; faults reset after each test."""
-    with EngineSimulator(tmp_path_factory.mktemp("engine"), delay=0.2) as s:
-        yield s
-        pid = s.daemon.pid if s.daemon else None
-    assert pid is None or not _alive(pid), "imageio daemon still running after the fixture"
-
-
-@pytest.fixture(autouse=True)
-def reset_faults(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if "sim" in request.fixturenames:
-        s = request.getfixturevalue("sim")
-        s.engine.faults.values.clear()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def engine_args(sim: EngineSimulator) -> list[str]:

@@ -1,4 +1,5 @@
-"""Fixtures for the pipeline/fetch/store tests: the local HTTP server and tiny images.
+"""Helpers of the pipeline/fetch/store tests: the local HTTP server and tiny images (the
+server fixtures are in conftest.py).
 
 Why a real server process: resume, drops, wrong bytes and 404s must be proven against a real
 socket, and the request log (what the server actually sent) is the evidence the tests assert.
@@ -14,10 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import free_port
 
@@ -66,26 +64,6 @@ class HttpServer:
         self.proc.wait(timeout=10)
         if self.proc.stdout:
             self.proc.stdout.close()
-
-
-@pytest.fixture(scope="module")
-def http_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("www")
-
-
-@pytest.fixture(scope="module")
-def http_server(http_root: Path) -> Iterator[HttpServer]:
-    server = HttpServer(http_root)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def server(http_server: HttpServer) -> HttpServer:
-    http_server.control("reset")
-    return http_server
 
 
 def sha256(path: Path) -> str:

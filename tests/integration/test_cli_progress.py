@@ -1,6 +1,5 @@
 """A long stage is never silent: phases and elapsed time on a terminal, `phase` and
 `heartbeat` events with --json (a real build on qemu-img with a deliberately slow convert)."""
-# ruff: noqa: F811  (pytest fixtures imported from pipeline_helpers)
 
 from __future__ import annotations
 
@@ -16,15 +15,7 @@ from imagepipe import activity, stages, ui
 from imagepipe.pipeline import BuildOptions, build
 from imagepipe.stages.base import Artifact, StageContext
 from imagepipe.stages.convert import ConvertStage
-from tests.integration.pipeline_helpers import (  # noqa: F401 (fixtures)
-    HttpServer,
-    http_root,
-    http_server,
-    image_recipe,
-    make_qcow2,
-    server,
-    sha256,
-)
+from tests.integration.pipeline_helpers import HttpServer, image_recipe, make_qcow2, sha256
 
 pytestmark = pytest.mark.qemu
 

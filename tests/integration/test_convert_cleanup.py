@@ -25,6 +25,7 @@ def src(tmp_path: Path) -> Path:
                     pattern=[(i * 8 * MiB, b"\x5a" * MiB) for i in range(8)])
 
 
+@pytest.mark.qemu
 def test_failed_preset_rule_leaves_nothing(src: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(rules.FORMAT_RULES, "qcow2", lambda p: ["injected problem"])
@@ -35,6 +36,7 @@ def test_failed_preset_rule_leaves_nothing(src: Path, tmp_path: Path,
     assert listing(out) == []
 
 
+@pytest.mark.qemu
 def test_interrupt_during_verification_stops_hashing_and_cleans_up(
         src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"

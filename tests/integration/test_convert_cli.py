@@ -30,6 +30,7 @@ def _flat_vmdk(work: Path) -> Path:
     return work / "flat.vmdk"
 
 
+@pytest.mark.qemu
 def test_flat_vmdk_with_its_own_extent_is_accepted(work: Path) -> None:
     res = run_cli("convert", str(_flat_vmdk(work)), str(work / "out.qcow2"))
     assert res.returncode == 0, res.stderr
@@ -113,6 +114,7 @@ EXPECT_IN_MESSAGE = {
 }
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("case", BAD)
 def test_bad_input_exits_2_and_writes_nothing(work: Path, case: str) -> None:
     args = _setup_bad(work, case)
@@ -128,6 +130,7 @@ def test_bad_input_exits_2_and_writes_nothing(work: Path, case: str) -> None:
         assert hashlib.sha256((work / n).read_bytes()).hexdigest() == d, n
 
 
+@pytest.mark.qemu
 def test_allow_backing_and_force(work: Path) -> None:
     base = work / "disk.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2",
@@ -141,6 +144,7 @@ def test_allow_backing_and_force(work: Path) -> None:
     assert sorted(listing(work)) == ["disk.qcow2", "disk.raw", "flat.raw", "top.qcow2"]
 
 
+@pytest.mark.qemu
 def test_human_output(work: Path) -> None:
     res = run_cli("convert", str(work / "disk.qcow2"), str(work / "out.vmdk"))
     assert res.returncode == 0, res.stderr
@@ -152,6 +156,7 @@ def test_human_output(work: Path) -> None:
     assert "converting" in res.stderr
 
 
+@pytest.mark.qemu
 def test_json_result_event(work: Path) -> None:
     res = run_cli("--json", "convert", str(work / "disk.raw"), str(work / "out.vhdx"),
                   "--no-verify")
@@ -170,6 +175,7 @@ def test_json_result_event(work: Path) -> None:
     assert r["sha256"] == hashlib.sha256((work / "c.vdi").read_bytes()).hexdigest()
 
 
+@pytest.mark.qemu
 def test_json_error_event(work: Path) -> None:
     res = run_cli("--json", "convert", str(work / "disk.raw"), str(work / "disk.qcow2"))
     assert res.returncode == 2
@@ -189,6 +195,7 @@ def test_list_presets() -> None:
     assert {p["name"]: p["format"] for p in presets}["azure"] == "vhd"
 
 
+@pytest.mark.qemu
 def test_info_text_json_and_checksum(work: Path) -> None:
     q = work / "disk.qcow2"
     res = run_cli("info", str(q))
@@ -207,6 +214,7 @@ def test_info_text_json_and_checksum(work: Path) -> None:
         assert d["corrupt"] is False and d["dirty"] is False and d["backing_chain"] == []
 
 
+@pytest.mark.qemu
 def test_info_backing_chain_and_warnings(work: Path) -> None:
     mid = work / "mid.qcow2"
     top = work / "top.qcow2"
@@ -223,11 +231,13 @@ def test_info_backing_chain_and_warnings(work: Path) -> None:
     assert "says vhd but the content is raw" in res.stderr
 
 
+@pytest.mark.qemu
 def test_info_bad_input(work: Path) -> None:
     res = run_cli("info", str(work / "missing.qcow2"))
     assert res.returncode == 2 and "no such file" in res.stderr
 
 
+@pytest.mark.qemu
 def test_ova_destination_dispatches_to_the_ova_writer(work: Path) -> None:
     import tarfile
 

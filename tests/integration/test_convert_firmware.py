@@ -13,6 +13,8 @@ import pytest
 from imagepipe import bootloader
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.qemu  # every test here runs the real qemu-img
+
 MiB = 1 << 20
 
 

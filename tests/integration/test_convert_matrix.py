@@ -10,6 +10,8 @@ import pytest
 from imagepipe.convert import convert_image, probe_image
 from tests.integration.convert_helpers import EXT, identical, listing, make_raw, to_format
 
+pytestmark = pytest.mark.qemu  # every test here runs the real qemu-img
+
 FORMATS = ["raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi"]
 
 

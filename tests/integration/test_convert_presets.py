@@ -13,6 +13,8 @@ from imagepipe.convert import convert_image
 from tests.conftest import run_cli
 from tests.integration.convert_helpers import identical, make_raw
 
+pytestmark = pytest.mark.qemu  # every test here runs the real qemu-img
+
 MiB = 1 << 20
 
 

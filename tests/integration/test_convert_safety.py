@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import REPO, run_cli
 from tests.integration.convert_helpers import identical, listing, make_raw
 
+pytestmark = pytest.mark.qemu  # every test here runs the real qemu-img
+
 MiB = 1 << 20
 
 

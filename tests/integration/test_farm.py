@@ -37,7 +37,7 @@ from tests.integration.farm_helpers import (
 from tests.integration.pipeline_helpers import HttpServer
 
 pytestmark = [pytest.mark.farm, pytest.mark.slow, pytest.mark.guestfs,
-              pytest.mark.timeout(900)]
+              pytest.mark.timeout(900), pytest.mark.qemu]
 
 
 @pytest.fixture(scope="module")

@@ -77,6 +77,7 @@ def _recipe(d: Path, source: Path, publish: Path) -> Path:
     return path
 
 
+@pytest.mark.qemu
 def test_two_publishers_of_one_recipe_take_turns(tmp_path: Path) -> None:
     publish = tmp_path / "shared-templates"
     (publish / "web").mkdir(parents=True)

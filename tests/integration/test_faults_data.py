@@ -41,6 +41,7 @@ def crafted(tmp_path: Path) -> dict[str, Path]:
     return {"host": host, "df": df, "bk": bk, "ud": ud}
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("command", [
     ["seal"], ["customize", "--run", "true"], ["inject", "--user-data", "{ud}"]])
 @pytest.mark.parametrize("which", ["df", "bk"])
@@ -57,6 +58,7 @@ def test_2_guest_commands_refuse_crafted_images(tmp_path: Path, crafted: dict[st
     assert not out.exists() and not list(tmp_path.glob(".out-*"))
 
 
+@pytest.mark.qemu
 def test_2_the_appliance_itself_refuses_them(crafted: dict[str, Path]) -> None:
     """GuestSession probes before libguestfs sees the image, whoever calls it."""
     from imagepipe.errors import ImageError
@@ -81,6 +83,7 @@ def _flip(path: Path, offset: int | None = None) -> None:
         f.write(bytes([b[0] ^ 0xFF]))
 
 
+@pytest.mark.qemu
 def test_4_corrupt_stage_output_is_never_published(tmp_path: Path, image: Path) -> None:
     store = tmp_path / "store"
     recipe = write_recipe(tmp_path, image, image_version="1.0")
@@ -101,6 +104,7 @@ def test_4_corrupt_stage_output_is_never_published(tmp_path: Path, image: Path) 
     assert sums.returncode == 0, sums.stdout + sums.stderr
 
 
+@pytest.mark.qemu
 def test_4_corrupt_fetched_object_poisons_nothing(tmp_path: Path, image: Path) -> None:
     store = tmp_path / "store"
     recipe = write_recipe(tmp_path, image)
@@ -129,6 +133,7 @@ def test_4_corrupt_fetched_object_poisons_nothing(tmp_path: Path, image: Path) -
 
 
 # -- item 8: limits and modes ----------------------------------------------------------------
+@pytest.mark.qemu
 def test_8_recipe_user_data_and_yaml_node_limits(tmp_path: Path, image: Path) -> None:
     big = tmp_path / "big.yaml"
     big.write_text("description: x\n" + "# padding\n" * 200_000)
@@ -213,6 +218,7 @@ def test_8_engine_500_with_no_body_is_a_clean_error(tmp_path: Path, empty_500: s
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.qemu
 def test_8_umask_is_respected_for_published_files(tmp_path: Path, image: Path) -> None:
     recipe = write_recipe(tmp_path, image)
     r = cli("build", str(recipe), "--store", str(tmp_path / "store"), umask=0o077)
@@ -234,6 +240,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@pytest.mark.qemu
 def test_8_enospc_writing_an_ova_is_a_clean_error(tmp_path: Path, small_fs: Path) -> None:
     raw = tmp_path / "noise.raw"  # incompressible: the VMDK fits in 3 MiB, the archive not
     raw.write_bytes(os.urandom(2 << 20))

@@ -22,6 +22,7 @@ def image(tmp_path: Path) -> Path:
 
 
 # -- item 1: image_version / name escape the template store --------------------------------
+@pytest.mark.qemu
 @pytest.mark.parametrize("version", ["/tmp/victim", "../../x", "..", "a/b", ".hidden"])
 def test_1_image_version_escaping_the_store_is_refused(tmp_path: Path, image: Path,
                                                        version: str) -> None:
@@ -40,6 +41,7 @@ def test_1_image_version_escaping_the_store_is_refused(tmp_path: Path, image: Pa
     assert not (tmp_path / "templates").exists()
 
 
+@pytest.mark.qemu
 def test_1_name_with_a_newline_is_refused(tmp_path: Path, image: Path) -> None:
     recipe = write_recipe(tmp_path, image, name="x\n")
     r = cli("validate", str(recipe))
@@ -58,6 +60,7 @@ def test_1_publish_checks_version_again_where_it_is_used(tmp_path: Path) -> None
 
 
 # -- item 3: host files in artifacts, credentials in URLs ------------------------------------
+@pytest.mark.qemu
 def test_3_meta_data_outside_the_recipe_dir_is_refused(tmp_path: Path, image: Path) -> None:
     (tmp_path / "user-data.yaml").write_text("#cloud-config\n{}\n")
     recipe = write_recipe(tmp_path, image, cloud_init={
@@ -92,6 +95,7 @@ def test_3_private_file_source_needs_the_flag(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.qemu
 def test_3_url_credentials_are_masked_everywhere(tmp_path: Path, image: Path,
                                                   ) -> None:
     from tests.integration.pipeline_helpers import HttpServer
@@ -124,6 +128,7 @@ def test_3_url_credentials_are_masked_everywhere(tmp_path: Path, image: Path,
 
 
 # -- item 6: special files, foreign directories -------------------------------------------
+@pytest.mark.qemu
 @pytest.mark.parametrize("kind", ["devnull", "fifo"])
 def test_6_convert_force_never_replaces_a_special_file(tmp_path: Path, image: Path,
                                                        kind: str) -> None:
@@ -145,6 +150,7 @@ def test_6_convert_force_never_replaces_a_special_file(tmp_path: Path, image: Pa
     assert r.returncode == 2 and stat.S_ISCHR(os.stat("/dev/null").st_mode)
 
 
+@pytest.mark.qemu
 def test_6_keep_removes_only_what_it_published(tmp_path: Path, image: Path) -> None:
     tpl = tmp_path / "templates" / "t"
     foreign = tpl / "my-notes"
@@ -169,6 +175,7 @@ def test_6_keep_removes_only_what_it_published(tmp_path: Path, image: Path) -> N
 
 
 # -- item 7: another filesystem ------------------------------------------------------------
+@pytest.mark.qemu
 def test_7_copies_across_filesystems_fall_back_and_stay_sparse(tmp_path: Path) -> None:
     from imagepipe.store.place import copy_out
 
@@ -197,6 +204,7 @@ def test_7_copies_across_filesystems_fall_back_and_stay_sparse(tmp_path: Path) -
         dst.unlink(missing_ok=True)
 
 
+@pytest.mark.qemu
 def test_13_6_fetch_output_is_a_copy_not_the_store_object(tmp_path: Path,
                                                          image: Path) -> None:
     store = tmp_path / "store"

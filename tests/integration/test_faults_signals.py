@@ -83,6 +83,7 @@ def _committed_converts(store: Path) -> list[str]:
     return labels
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_5_second_signal_does_not_skip_the_clean_up(tmp_path: Path, slow_recipe: Path,
                                                     sig: int, code: int) -> None:
@@ -112,6 +113,7 @@ def test_5_second_signal_does_not_skip_the_clean_up(tmp_path: Path, slow_recipe:
     assert [p for p in (store / "tmp").iterdir() if p.name.startswith("convert")] == []
 
 
+@pytest.mark.qemu
 def test_5_kill_9_leaves_no_child_writing_and_the_next_build_sweeps(
         tmp_path: Path, slow_recipe: Path) -> None:
     store, log = tmp_path / "store", tmp_path / "build.log"
@@ -138,6 +140,7 @@ def test_5_kill_9_leaves_no_child_writing_and_the_next_build_sweeps(
     assert not stale_guestfs.exists()
 
 
+@pytest.mark.qemu
 def test_5_sigterm_to_build_all_stops_the_child_builds(tmp_path: Path,
                                                        slow_recipe: Path) -> None:
     """`build --all` runs one child build per recipe; a SIGTERM sent to the parent alone (as a

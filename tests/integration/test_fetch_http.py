@@ -1,5 +1,4 @@
 """fetch against a real local HTTP server: resume, mirrors, retries, checksums, cache by digest."""
-# ruff: noqa: F811  (pytest fixtures imported from pipeline_helpers)
 
 from __future__ import annotations
 
@@ -23,14 +22,7 @@ from imagepipe.fetch.unpack import unpack
 from imagepipe.recipe.model import Download
 from imagepipe.store import Store
 from tests.conftest import run_cli
-from tests.integration.pipeline_helpers import (  # noqa: F401 (fixtures)
-    HttpServer,
-    http_root,
-    http_server,
-    random_file,
-    server,
-    sha256,
-)
+from tests.integration.pipeline_helpers import HttpServer, random_file, sha256
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """The guest CLI chain (inject -> customize -> seal, each with -o), read back independently with
 debugfs; the input image is never modified; lint failure and Ctrl-C leave no output.
-(The `guest` stage runs through the engine in test_guest_build.py.)"""
+(The `guest` stage runs through the engine in test_guest_stage.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.conftest import run_cli
 
 from .guest_helpers import SEALABLE, read_back
 
-pytestmark = pytest.mark.guestfs
+pytestmark = [pytest.mark.guestfs, pytest.mark.qemu]
 
 USER_DATA = "#cloud-config\npackages: [apache2]\nruncmd:\n  - [systemctl, start, apache2]\n"
 

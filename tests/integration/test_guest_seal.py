@@ -14,7 +14,7 @@ from imagepipe.tools.guestfs import GuestSession
 
 from .guest_helpers import SEALABLE, SURVIVORS
 
-pytestmark = pytest.mark.guestfs
+pytestmark = [pytest.mark.guestfs, pytest.mark.qemu]
 
 # operation -> guest paths that must be gone after it ran
 GONE = {

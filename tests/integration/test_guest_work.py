@@ -25,7 +25,7 @@ from imagepipe.seal.lints import run_lints
 from imagepipe.testing.fixtures import make_debian_fixture
 from imagepipe.tools.guestfs import GuestCommandError, GuestSession
 
-pytestmark = pytest.mark.guestfs
+pytestmark = [pytest.mark.guestfs, pytest.mark.qemu]
 
 # guest path -> (content, line the lint must name)
 STATIC = {

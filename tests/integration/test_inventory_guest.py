@@ -24,7 +24,7 @@ from imagepipe.stages.base import Artifact
 from imagepipe.testing.fixtures import make_debian_fixture
 from tests.unit.test_inventory import STATUS
 
-pytestmark = pytest.mark.guestfs
+pytestmark = [pytest.mark.guestfs, pytest.mark.qemu]
 
 EXTRA = ("Package: canary\nStatus: install ok installed\nArchitecture: all\n"
          "Version: 1.1\n")

@@ -11,10 +11,9 @@ import pytest
 import requests
 
 from imagepipe.cloudinit.configdrive import Nic, ovirt_payload, read_config_drive
-from tests.integration.ovirt_helpers import make_image, ovirt, reset_faults, sim
+from tests.integration.ovirt_helpers import make_image, ovirt
 
-pytestmark = pytest.mark.ovirt
-__all__ = ["sim", "reset_faults"]
+pytestmark = [pytest.mark.ovirt, pytest.mark.qemu]
 USER_DATA = "#cloud-config\nruncmd:\n  - [systemctl, start, apache2]\n"
 
 

@@ -16,12 +16,9 @@ from tests.integration.ovirt_helpers import (
     identical,
     make_image,
     ovirt,
-    reset_faults,
-    sim,
 )
 
-pytestmark = pytest.mark.ovirt
-__all__ = ["sim", "reset_faults"]
+pytestmark = [pytest.mark.ovirt, pytest.mark.qemu]
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,13 @@ import pytest
 
 from imagepipe.pipeline import BuildOptions, build
 from imagepipe.recipe import model as m
-from tests.integration.ovirt_helpers import identical, reset_faults, sim
-from tests.integration.pipeline_helpers import (  # noqa: F401 (fixtures)
-    http_root,
-    http_server,
-    image_recipe,
-    make_qcow2,
-    server,
-    sha256,
-)
+from tests.integration.ovirt_helpers import identical
+from tests.integration.pipeline_helpers import image_recipe, make_qcow2, sha256
 
 pytestmark = [pytest.mark.ovirt, pytest.mark.qemu]
-__all__ = ["sim", "reset_faults"]
 
 
-def test_build_publishes_template(sim, server, http_root: Path,  # noqa: F811
+def test_build_publishes_template(sim, server, http_root: Path,
                                   tmp_path: Path) -> None:
     src = make_qcow2(http_root / "web.qcow2")
     recipe = image_recipe(tmp_path, f"{server.url}/web.qcow2", sha256(src), name="web",
@@ -74,7 +66,7 @@ def _find_publish(manifest: dict) -> dict:
     return found[0]
 
 
-def test_cli_build_recipe_publishes(sim, server, http_root: Path,  # noqa: F811
+def test_cli_build_recipe_publishes(sim, server, http_root: Path,
                                     tmp_path: Path) -> None:
     """`imagepipe build recipe.yaml` as a user runs it: recipe file in, template out, the
     manifest records the template; a second build finds the same image and uploads nothing."""

@@ -12,7 +12,7 @@ from imagepipe.testing.ovirt_engine import EngineSimulator
 from tests.integration.guest_helpers import read_back
 from tests.integration.ovirt_helpers import engine_args
 
-pytestmark = [pytest.mark.ovirt, pytest.mark.guestfs, pytest.mark.slow]
+pytestmark = [pytest.mark.ovirt, pytest.mark.guestfs, pytest.mark.slow, pytest.mark.qemu]
 
 MACHINE_ID = "0123456789abcdef0123456789abcdef\n"
 

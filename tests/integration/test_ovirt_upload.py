@@ -17,14 +17,12 @@ from tests.integration.ovirt_helpers import (
     identical,
     make_image,
     ovirt,
-    reset_faults,
-    sim,
 )
 
 pytestmark = pytest.mark.ovirt
-__all__ = ["sim", "reset_faults"]
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("src_fmt,disk_fmt,sparse", [("qcow2", "cow", True),
                                                       ("raw", "raw", True),
                                                       ("vmdk", "cow", True),
@@ -52,6 +50,7 @@ def test_upload_disk_bytes_equal(sim, tmp_path: Path, src_fmt: str, disk_fmt: st
     assert_clean(sim, disks_before=before | {result["disk_id"]})
 
 
+@pytest.mark.qemu
 def test_upload_iso(sim, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -88,6 +87,7 @@ def test_upload_iso_refuses_non_iso(sim, tmp_path: Path) -> None:
     assert disk_ids(sim) == before
 
 
+@pytest.mark.qemu
 def test_proxy_url_fallback(sim, tmp_path: Path) -> None:
     """transfer_url points at a closed port: the upload goes through proxy_url."""
     image = make_image(tmp_path / "img.qcow2")
@@ -97,6 +97,7 @@ def test_proxy_url_fallback(sim, tmp_path: Path) -> None:
     assert identical(image, disk_path(sim, result["disk_id"]))
 
 
+@pytest.mark.qemu
 def test_token_revoked_mid_flow(sim, tmp_path: Path) -> None:
     """The engine drops every token; the SDK logs in again once and the upload completes."""
     image = make_image(tmp_path / "img.qcow2")
@@ -108,6 +109,7 @@ def test_token_revoked_mid_flow(sim, tmp_path: Path) -> None:
     assert identical(image, disk_path(sim, result["disk_id"]))
 
 
+@pytest.mark.qemu
 def test_unmodified_ovirt_img_upload(sim, tmp_path: Path) -> None:
     image = make_image(tmp_path / "img.qcow2")
     ovirt_img = Path(sys.executable).parent / "ovirt-img"

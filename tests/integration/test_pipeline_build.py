@@ -1,5 +1,4 @@
 """The build engine on real qemu-img with a tiny qcow2 served over HTTP (guest stage off)."""
-# ruff: noqa: F811  (pytest fixtures imported from pipeline_helpers)
 
 from __future__ import annotations
 
@@ -15,15 +14,7 @@ from imagepipe.hashing import file_digest
 from imagepipe.pipeline import BuildOptions, build
 from imagepipe.stages import StageNotAvailable
 from imagepipe.store import Store
-from tests.integration.pipeline_helpers import (  # noqa: F401 (fixtures)
-    HttpServer,
-    http_root,
-    http_server,
-    image_recipe,
-    make_qcow2,
-    server,
-    sha256,
-)
+from tests.integration.pipeline_helpers import HttpServer, image_recipe, make_qcow2, sha256
 
 pytestmark = pytest.mark.qemu
 

@@ -1,5 +1,4 @@
 """`imagepipe build` / `build --all` / `templates ls` as a user runs them (subprocess)."""
-# ruff: noqa: F811  (pytest fixtures imported from pipeline_helpers)
 
 from __future__ import annotations
 
@@ -11,14 +10,7 @@ import pytest
 
 from imagepipe.store import Store
 from tests.conftest import run_cli
-from tests.integration.pipeline_helpers import (  # noqa: F401 (fixtures)
-    HttpServer,
-    http_root,
-    http_server,
-    make_qcow2,
-    server,
-    sha256,
-)
+from tests.integration.pipeline_helpers import HttpServer, make_qcow2, sha256
 
 pytestmark = pytest.mark.qemu
 

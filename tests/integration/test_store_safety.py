@@ -1,5 +1,4 @@
 """Store safety: gc never removes a held entry, verify finds corruption, build locks, crashes."""
-# ruff: noqa: F811  (pytest fixtures imported from pipeline_helpers)
 
 from __future__ import annotations
 
@@ -20,14 +19,7 @@ from imagepipe.store import Store
 from imagepipe.store.locks import LockBusy
 from imagepipe.store.maintenance import entries, gc, verify
 from tests.conftest import REPO, run_cli
-from tests.integration.pipeline_helpers import (  # noqa: F401 (fixtures)
-    HttpServer,
-    http_root,
-    http_server,
-    make_qcow2,
-    server,
-    sha256,
-)
+from tests.integration.pipeline_helpers import HttpServer, make_qcow2, sha256
 
 
 def _commit(store: Store, key: str, data: bytes, age: float = 0) -> Path:

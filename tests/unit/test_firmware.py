@@ -48,6 +48,12 @@ def test_uefi_layout_has_no_bios_boot_partition() -> None:
         bootloader.gpt_layout(2 * GiB, "bios")
 
 
+def _head(disk: Path) -> bytes:
+    """The first 34 sectors (MBR + GPT header and entries), without reading the whole disk."""
+    with open(disk, "rb") as f:
+        return f.read(34 * 512)
+
+
 def test_real_sfdisk_accepts_the_layout_and_the_esp_is_found(tmp_path: Path) -> None:
     disk = tmp_path / "d.raw"
     with open(disk, "wb") as f:
@@ -55,14 +61,14 @@ def test_real_sfdisk_accepts_the_layout_and_the_esp_is_found(tmp_path: Path) -> 
     lay = bootloader.gpt_layout(512 * MiB, "hybrid")
     subprocess.run(["sfdisk", "--quiet", str(disk)], input=lay.sfdisk_script(), text=True,
                    check=True)
-    head = disk.read_bytes()[:34 * 512]
+    head = _head(disk)
     table, types = partition_kinds(head)
     assert table == "gpt" and types == [bootloader.BIOS_BOOT, bootloader.ESP,
                                         bootloader.LINUX_FS]
     assert has_esp(head)
     subprocess.run(["sfdisk", "--quiet", str(disk)], text=True, check=True,
                    input="label: dos\nstart=2048, type=83, bootable\n")
-    head = disk.read_bytes()[:34 * 512]
+    head = _head(disk)
     assert partition_kinds(head) == ("dos", ["83"]) and not has_esp(head)
     assert partition_kinds(b"\0" * 17408) == (None, []) and not has_esp(b"\0" * 17408)
 
@@ -198,6 +204,7 @@ def test_test_boot_firmware_scalar_list_and_capability(tmp_path: Path) -> None:
     assert any("test.boot.firmware[2]" in t and "'pxe'" in t for t in texts), texts
 
 
+@pytest.mark.network
 def test_default_boot_firmwares(tmp_path: Path) -> None:
     from imagepipe.pipeline.plan import flat, make_plan
     from imagepipe.stages.boottest import firmwares

@@ -58,6 +58,7 @@ def test_each_output_boots_on_its_platforms_hardware() -> None:
     assert boot_profile(None, None) == "virtio-blk+virtio-net"
 
 
+@pytest.mark.network
 def test_per_output_plan_adds_one_boot_per_disk_output(tmp_path: Path) -> None:
     from imagepipe.pipeline.plan import make_plan
     from imagepipe.recipe.load import load_recipe
@@ -90,6 +91,7 @@ def test_size_ratios() -> None:
     assert outs[0]["ratio_to_used"] is None
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("hw", ["floppy+e1000", "lsilogic+e1000"])
 def test_boot_test_refuses_hardware_it_cannot_emulate_before_starting(tmp_path: Path,
                                                                       hw: str) -> None:

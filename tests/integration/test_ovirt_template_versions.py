@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.ovirt_helpers import make_image, ovirt, reset_faults, sim
+from tests.integration.ovirt_helpers import make_image, ovirt
 
-pytestmark = pytest.mark.ovirt
-__all__ = ["sim", "reset_faults"]
+pytestmark = [pytest.mark.ovirt, pytest.mark.qemu]
 MiB = 1 << 20
 
 

@@ -21,12 +21,9 @@ from tests.integration.ovirt_helpers import (
     identical,
     make_image,
     ovirt,
-    reset_faults,
-    sim,
 )
 
 pytestmark = pytest.mark.ovirt
-__all__ = ["sim", "reset_faults"]
 
 
 def _start(sim, *args: str) -> subprocess.Popen[str]:
@@ -56,6 +53,7 @@ def _processes_using(path: Path) -> list[str]:
     return found
 
 
+@pytest.mark.qemu
 def test_ctrl_c_while_disk_locked(sim, tmp_path: Path) -> None:
     image = make_image(tmp_path / "img.qcow2")
     before = disk_ids(sim)
@@ -69,6 +67,7 @@ def test_ctrl_c_while_disk_locked(sim, tmp_path: Path) -> None:
     assert_clean(sim, disks_before=before)
 
 
+@pytest.mark.qemu
 def test_ctrl_c_during_transfer(sim, tmp_path: Path) -> None:
     image = make_image(tmp_path / "big.raw", fmt="raw", size=1024 * MiB,
                        chunks=tuple((i * 100, 40) for i in range(10)))
@@ -122,6 +121,7 @@ def _simulator_as_module(base: Path, tmp_path: Path) -> None:
     assert not (base / "s" / "imageio" / "run" / "control.sock").exists()
 
 
+@pytest.mark.qemu
 def test_profile_file_and_insecure(sim, tmp_path: Path) -> None:
     conf = sim.base / ".config" / "imagepipe"
     conf.mkdir(parents=True, exist_ok=True)
@@ -141,6 +141,7 @@ def test_profile_file_and_insecure(sim, tmp_path: Path) -> None:
     assert "TLS verification is off" in up.stderr
 
 
+@pytest.mark.qemu
 def test_finished_transfer_gone_and_no_password_in_logs(sim, tmp_path: Path) -> None:
     image = make_image(tmp_path / "img.qcow2")
     sim.set_faults(finished_transfer_404=True)

@@ -29,6 +29,7 @@ def _mirror_or_skip() -> str:
     return mirror
 
 
+@pytest.mark.slow
 @pytest.mark.network
 def test_nonexistent_package_is_named(tmp_path: Path) -> None:
     mirror = _mirror_or_skip()

@@ -13,7 +13,7 @@ import pytest
 
 from imagepipe.recipe import model as m
 from tests.integration.base_helpers import MARKER, make_installer_iso, read_record
-from tests.integration.pipeline_helpers import http_root, http_server, sha256  # noqa: F401
+from tests.integration.pipeline_helpers import sha256
 
 pytestmark = [pytest.mark.qemu]
 
@@ -27,7 +27,7 @@ def _recipe(tmp: Path, url: str, digest: str, ks: Path, timeout: int = 240) -> m
         outputs=(m.Output(format="qcow2"),), publish=m.Publish(local=None))
 
 
-def test_iso_recipe_builds_and_caches(http_server, http_root: Path,  # noqa: F811
+def test_iso_recipe_builds_and_caches(http_server, http_root: Path,
                                       tmp_path: Path) -> None:
     from imagepipe.pipeline import BuildOptions, build
 
@@ -52,7 +52,7 @@ def test_iso_recipe_builds_and_caches(http_server, http_root: Path,  # noqa: F81
     assert again.ok and not again.rerun  # the install is not repeated
 
 
-def test_iso_install_timeout_fails_the_build(http_server, http_root: Path,  # noqa: F811
+def test_iso_install_timeout_fails_the_build(http_server, http_root: Path,
                                              tmp_path: Path) -> None:
     from imagepipe.errors import TimeoutExpired
     from imagepipe.pipeline import BuildOptions, build
@@ -69,7 +69,7 @@ def test_iso_install_timeout_fails_the_build(http_server, http_root: Path,  # no
     assert logs and "installer: waiting forever" in logs[0].read_text()
 
 
-def test_failed_boot_test_fails_the_build_before_publish(http_server, http_root: Path,  # noqa: F811
+def test_failed_boot_test_fails_the_build_before_publish(http_server, http_root: Path,
                                                          tmp_path: Path) -> None:
     from imagepipe.boottest import BootTestFailed
     from imagepipe.pipeline import BuildOptions, build

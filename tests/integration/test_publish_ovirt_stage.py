@@ -12,10 +12,9 @@ import pytest
 from imagepipe.recipe.model import CloudInit, ImageSource, OvirtPublish, Publish, Recipe, Source
 from imagepipe.stages import get_stage
 from imagepipe.stages.base import Artifact, StageContext
-from tests.integration.ovirt_helpers import identical, make_image, reset_faults, sim
+from tests.integration.ovirt_helpers import identical, make_image
 
-pytestmark = pytest.mark.ovirt
-__all__ = ["sim", "reset_faults"]
+pytestmark = [pytest.mark.ovirt, pytest.mark.qemu]
 
 
 def test_publish_stage_records_template(sim, tmp_path: Path) -> None:

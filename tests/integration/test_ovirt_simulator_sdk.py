@@ -8,10 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.integration.ovirt_helpers import reset_faults, sim
-
 pytestmark = pytest.mark.ovirt
-__all__ = ["sim", "reset_faults"]
 
 
 def _con(sim, password: str | None = None, **kw):
@@ -97,6 +94,7 @@ def test_strict_xml_and_faults(sim) -> None:
     con.close()
 
 
+@pytest.mark.qemu
 def test_transfer_on_locked_disk_is_409(sim) -> None:
     import ovirtsdk4 as sdk
     from ovirtsdk4 import types
@@ -141,6 +139,7 @@ def _until(cond, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.qemu
 def test_transfer_phases_pause_resume_and_inactivity(sim) -> None:
     """Phase machine: URLs only once a ticket exists; pause/resume; wrong-phase 409;
     an idle transfer with timeout_policy=cancel is cancelled by the system and its disk removed."""

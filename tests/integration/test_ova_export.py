@@ -34,6 +34,7 @@ def ova(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return src, out
 
 
+@pytest.mark.qemu
 def test_tar_layout_and_manifest(ova: tuple[Path, Path]) -> None:
     _, out = ova
     with tarfile.open(out) as tar:
@@ -71,6 +72,7 @@ def test_ovf_matches(ova: tuple[Path, Path]) -> None:
     assert items["17"].findtext(f"{{{RASD}}}HostResource") == "ovf:/disk/vmdisk1"
 
 
+@pytest.mark.qemu
 def test_imageio_reads_disk_member(ova: tuple[Path, Path], tmp_path: Path) -> None:
     from ovirt_imageio import client
 
@@ -85,6 +87,7 @@ def test_imageio_reads_disk_member(ova: tuple[Path, Path], tmp_path: Path) -> No
         assert (info["member-offset"], info["member-size"]) == (member.offset_data, member.size)
 
 
+@pytest.mark.qemu
 def test_convert_cli_writes_ova(tmp_path: Path) -> None:
     src = make_image(tmp_path / "disk.raw", size=16 * MiB, fmt="raw", chunks=((3, 1),))
     proc = run_cli("--json", "convert", str(src), str(tmp_path / "disk.ova"))
@@ -170,6 +173,7 @@ def test_bootstrapped_recipe_states_its_firmware(tmp_path: Path, firmware: str,
     assert "firmware" not in ova_params_from_recipe(image) and ovirt_bios_type(image) is None
 
 
+@pytest.mark.qemu
 def test_pipeline_convert_stage_describes_the_recipe_vm(tmp_path: Path) -> None:
     """An `ova` output of a recipe carries the recipe's name, description, CPUs and memory."""
     from imagepipe.recipe.model import ImageSource, Output, OvirtPublish, Publish, Recipe, Source

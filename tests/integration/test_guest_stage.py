@@ -15,14 +15,14 @@ from imagepipe.testing.fixtures import make_debian_fixture
 from tests.conftest import run_cli
 
 from .guest_helpers import SEALABLE, read_back
-from .pipeline_helpers import http_root, http_server, server, sha256  # noqa: F401
+from .pipeline_helpers import sha256
 
-pytestmark = pytest.mark.guestfs
+pytestmark = [pytest.mark.guestfs, pytest.mark.qemu]
 
 USER_DATA = "#cloud-config\nruncmd:\n  - [ systemctl, restart, apache2 ]\n"
 
 
-def test_build_with_guest_stage(tmp_path: Path, server, http_root: Path) -> None:  # noqa: F811
+def test_build_with_guest_stage(tmp_path: Path, server, http_root: Path) -> None:
     raw = make_debian_fixture(tmp_path / "base.raw", dict(SEALABLE), busybox=True)
     src = http_root / "base.qcow2"
     subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(src)],
