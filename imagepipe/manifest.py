@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagepipe.stages.base import Artifact
+from imagepipe.artifact import Artifact
 
 MANIFEST_VERSION = 1
 # A key *names a secret* when its last word is a secret noun: `password`, `db_password`,

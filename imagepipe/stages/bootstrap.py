@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from imagepipe import bootstrap, ui
+from imagepipe.artifact import Artifact, hash_json
 from imagepipe.recipe.model import BootstrapSource, Recipe
-from imagepipe.stages.base import Artifact, Stage, StageContext, hash_json, tool_version
+from imagepipe.stages.base import Stage, StageContext, tool_version
 
 
 @dataclass(frozen=True)

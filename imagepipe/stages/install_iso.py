@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from imagepipe.artifact import Artifact
 from imagepipe.install_iso import install_from_iso
 from imagepipe.recipe.model import IsoInstall, Recipe
-from imagepipe.stages.base import Artifact, Stage, StageContext
+from imagepipe.stages.base import Stage, StageContext
 
 
 @dataclass(frozen=True)

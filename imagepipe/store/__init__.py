@@ -27,10 +27,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from imagepipe.artifact import Artifact, hash_json
 from imagepipe.convert.durable import fsync_path
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.hashing import file_digest
-from imagepipe.stages.base import Artifact, hash_json
 from imagepipe.store.locks import BuildLock, Holds, try_flock
 from imagepipe.tools.orphans import pid_alive
 
