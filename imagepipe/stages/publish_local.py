@@ -134,7 +134,7 @@ class LocalPublishStage(Stage):
     def _stage_dir(ctx: StageContext, base: Path, final: Path,
                    files: Mapping[str, tuple[Path, str]], sums: str,
                    record: dict[str, Any]) -> None:
-        from imagepipe.convert.durable import fsync_path
+        from imagepipe.durable import fsync_path
         from imagepipe.store import hash_file
         from imagepipe.store.place import copy_out
 

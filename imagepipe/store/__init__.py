@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe.artifact import Artifact, hash_json
-from imagepipe.convert.durable import fsync_path
+from imagepipe.durable import fsync_path
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.hashing import file_digest
 from imagepipe.store.locks import BuildLock, Holds, try_flock

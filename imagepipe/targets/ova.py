@@ -16,8 +16,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagepipe.convert.durable import fsync_path
 from imagepipe.convert.report import ImageReport, file_sha256
+from imagepipe.durable import fsync_path
 from imagepipe.errors import ImageError, ImagepipeError, InputError
 from imagepipe.tools import qemu_img
 
