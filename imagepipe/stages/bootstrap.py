@@ -1,4 +1,4 @@
-"""Stage `base.bootstrap`: a bootable disk from packages (see imagepipe.bootstrap for the why).
+"""Stage `base.bootstrap`: a bootable disk from packages (the why: imagepipe.bootstrap).
 
 The rootfs tarball is cached in the store as its own entry, keyed by what it depends on (distro,
 suite, variant, the resolved package set with exact versions, the image's apt sources, the

@@ -1,4 +1,4 @@
-"""Stage `base.iso`: an unattended install from the fetched installer ISO (imagepipe.install_iso).
+"""Stage `base.iso`: an unattended install from the fetched ISO (imagepipe.install_iso).
 
 Only the installed disk is the artifact: the remastered ISO lives in the work dir for the one
 boot and is gone afterwards (the seed's "run once"). The install console log is kept in the
