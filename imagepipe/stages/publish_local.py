@@ -158,9 +158,9 @@ class LocalPublishStage(Stage):
             name = Path(out.get("store_path") or out.get("path", "")).name
             if name in record["files"]:
                 out["path"] = record["files"][name]
-        from imagepipe.manifest import write_sbom
+        from imagepipe.inventory.spdx import write_checked_sbom
 
-        sbom = write_sbom(staging, manifest)  # beside the outputs, listed in SHA256SUMS
+        sbom = write_checked_sbom(staging, manifest)  # beside the outputs, listed in SHA256SUMS
         for extra in sbom:
             record["files"][extra.name] = str(final / extra.name)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
