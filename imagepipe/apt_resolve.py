@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import ui
-from imagepipe.apt_sources import Repo
-from imagepipe.bootstrap import MirrorError
+from imagepipe.apt_sources import MirrorError, Repo
 from imagepipe.errors import InputError
 
 BATCH_ENV = "IMAGEPIPE_RESOLVE_BATCH"
@@ -198,10 +197,10 @@ class AptState:
         with self.lock(shared=True):
             res = run(argv, timeout=300, check=False)
         if res.returncode != 0:
-            from imagepipe.bootstrap import _MISSING
+            from imagepipe.apt_sources import MISSING_PATTERNS
 
             out = res.stdout + res.stderr
-            missing = list(dict.fromkeys(m for rx in _MISSING for m in rx.findall(out)))
+            missing = list(dict.fromkeys(m for rx in MISSING_PATTERNS for m in rx.findall(out)))
             if missing:
                 raise InputError(f"package{'s' if len(missing) > 1 else ''} not found in "
                                  f"{', '.join(r.suite for r in repos)}: {', '.join(missing)}",
