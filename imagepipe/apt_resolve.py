@@ -50,6 +50,30 @@ VARIANT_PATTERNS: dict[str, tuple[str, ...]] = {
 _INST = re.compile(r"^Inst (\S+) \((\S+) (.*?) \[([^\]]+)\]\)", re.M)
 
 
+@dataclass
+class Settings:
+    """Where the indices live (the store) and whether the network may be used (`--offline`):
+    set once per build by `configure`."""
+
+    store_root: Path | None = None  # None: the default store
+    offline: bool = False
+
+
+settings = Settings()
+
+
+def configure(store_root: Path | None, offline: bool = False) -> None:
+    settings.store_root = store_root
+    settings.offline = offline
+
+
+def apt_state() -> AptState:
+    from imagepipe.store import default_root
+
+    root = (settings.store_root or default_root()).expanduser().absolute()
+    return AptState(root / "apt")
+
+
 class ResolveError(MirrorError):
     """The package set cannot be resolved (indices unreachable, apt failed)."""
 

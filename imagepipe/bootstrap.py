@@ -222,9 +222,10 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
     side = out.with_name(f".{out.stem}.apt-{os.getpid()}")
     argv = mmdebstrap_argv(src, mirror, tmp, firmware)
     if pinned is not None:
-        from imagepipe.bootstrap_sources import pinned_argv
+        from imagepipe.bootstrap_sources import pinned_options
 
-        argv = pinned_argv(src, mirror, tmp, pinned, side)
+        pins, sources, hooks = pinned_options(src, mirror, pinned, side)
+        argv = mmdebstrap_argv(src, mirror, tmp, pins=pins, sources=sources, hooks=hooks)
     ui.info(f"bootstrap: mmdebstrap {src.distro} {src.suite} from {mirror} "
             f"({len(pinned) if pinned is not None else len(package_list(src, firmware))} "
             "packages)")

@@ -74,10 +74,10 @@ def load(path: Path, variables: dict[str, str] | None = None) -> tuple[Recipe, s
 
 def build(recipe: Recipe, opts: BuildOptions, recipe_sha256: str | None = None) -> BuildReport:
     """Build `recipe`. Raises on failure (after writing what is known to the build dir)."""
-    from imagepipe import freshness
+    from imagepipe import apt_resolve
 
     start = time.time()
-    freshness.configure(opts.store, offline=opts.offline)  # where the plan's resolve looks
+    apt_resolve.configure(opts.store, offline=opts.offline)  # where the plan's resolve looks
     levels = make_plan(recipe)  # fails here if a needed stage is not installed
     forced: set[str] = set()
     for name in opts.force:
