@@ -68,7 +68,7 @@ def configure(store_root: Path | None, offline: bool = False) -> None:
 
 
 def apt_state() -> AptState:
-    from imagepipe.store import default_root
+    from imagepipe.cache_root import default_root
 
     root = (settings.store_root or default_root()).expanduser().absolute()
     return AptState(root / "apt")

@@ -18,13 +18,14 @@ from typing import Any
 
 from imagepipe import ui
 from imagepipe.activity import activity
+from imagepipe.cache_root import default_root
 from imagepipe.errors import ImagepipeError
 from imagepipe.manifest import StageRecord, build_manifest, write
 from imagepipe.pipeline import explain
 from imagepipe.pipeline.engine import Engine
 from imagepipe.pipeline.plan import flat, make_plan, select
 from imagepipe.recipe.model import Recipe
-from imagepipe.store import Store, default_root
+from imagepipe.store import Store
 
 KEEP_BUILD_DIRS = 20
 
