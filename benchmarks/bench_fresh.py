@@ -24,12 +24,12 @@ TARGET = 10.0
 
 def main() -> int:
     sys.path.insert(0, str(REPO))
-    from imagepipe import freshness
+    from imagepipe import apt_resolve, freshness
     from imagepipe.pipeline.batch import discover
     from imagepipe.recipe.load import load_recipe
 
     store = Path(os.environ["BENCH_STORE"]) if os.environ.get("BENCH_STORE") else None
-    freshness.configure(store)
+    apt_resolve.configure(store)
     recipes = [(p, load_recipe(p)) for p in discover(REPO / "recipes")]
     boots = [(p, r.source.bootstrap) for p, r in recipes if r.source.bootstrap is not None]
     for p, r in recipes:

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import ui
-from imagepipe.apt_sources import Repo
-from imagepipe.bootstrap import MirrorError
+from imagepipe.apt_sources import MirrorError, Repo
 from imagepipe.errors import InputError
 
 BATCH_ENV = "IMAGEPIPE_RESOLVE_BATCH"
@@ -49,6 +48,30 @@ VARIANT_PATTERNS: dict[str, tuple[str, ...]] = {
                  "?priority(standard)"),
 }
 _INST = re.compile(r"^Inst (\S+) \((\S+) (.*?) \[([^\]]+)\]\)", re.M)
+
+
+@dataclass
+class Settings:
+    """Where the indices live (the store) and whether the network may be used (`--offline`):
+    set once per build by `configure`."""
+
+    store_root: Path | None = None  # None: the default store
+    offline: bool = False
+
+
+settings = Settings()
+
+
+def configure(store_root: Path | None, offline: bool = False) -> None:
+    settings.store_root = store_root
+    settings.offline = offline
+
+
+def apt_state() -> AptState:
+    from imagepipe.cache_root import default_root
+
+    root = (settings.store_root or default_root()).expanduser().absolute()
+    return AptState(root / "apt")
 
 
 class ResolveError(MirrorError):
@@ -198,10 +221,10 @@ class AptState:
         with self.lock(shared=True):
             res = run(argv, timeout=300, check=False)
         if res.returncode != 0:
-            from imagepipe.bootstrap import _MISSING
+            from imagepipe.apt_sources import MISSING_PATTERNS
 
             out = res.stdout + res.stderr
-            missing = list(dict.fromkeys(m for rx in _MISSING for m in rx.findall(out)))
+            missing = list(dict.fromkeys(m for rx in MISSING_PATTERNS for m in rx.findall(out)))
             if missing:
                 raise InputError(f"package{'s' if len(missing) > 1 else ''} not found in "
                                  f"{', '.join(r.suite for r in repos)}: {', '.join(missing)}",

@@ -7,13 +7,19 @@ that keys the rootfs would not be the one installed, and VMs made from the templ
 SUITE-security (`source.bootstrap.updates: true`): a template without the security suite ships
 known holes. The image lists them in deb822 form with `Signed-By`, as Debian 12's cloud images
 do; keys of extra repositories are installed under /etc/apt/keyrings/.
+
+The mirror's vocabulary (components, the host's own sources, `MirrorError`, apt's "no such
+package" messages) lives here too, so the resolver does not import the bootstrap above it.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagepipe.errors import ImagepipeError
 from imagepipe.recipe.model import AptRepository, BootstrapSource
 
 DEFAULT_SECURITY = {"debian": "http://deb.debian.org/debian-security",
@@ -22,6 +28,11 @@ ARCHIVE_KEYRINGS = {"debian": "/usr/share/keyrings/debian-archive-keyring.gpg",
                     "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg"}
 NO_UPDATES = ("sid", "unstable", "experimental", "rc-buggy")  # suites without -updates/-security
 IMAGE_KEYRINGS = "/etc/apt/keyrings"
+COMPONENTS = {"debian": "main", "ubuntu": "main,universe"}
+# apt/mmdebstrap messages that name a package the mirror does not have
+MISSING_PATTERNS = (re.compile(r"Unable to locate package (\S+)"),
+                    re.compile(r"Package '?([^' ]+)'? has no installation candidate"),
+                    re.compile(r"Couldn't find any package by (?:glob|regex) '([^']+)'"))
 
 
 @dataclass(frozen=True)
@@ -53,9 +64,7 @@ class Repo:
 
 def host_security_mirror(distro: str, apt_dir: Path = Path("/etc/apt")) -> str | None:
     """The security mirror the build host's apt is configured with, if any."""
-    from imagepipe.bootstrap import _source_entries
-
-    for uri, suites in _source_entries(apt_dir):
+    for uri, suites in source_entries(apt_dir):
         if distro in uri and ("security" in uri or any(s.endswith("-security") for s in suites)):
             return uri.rstrip("/")
     return None
@@ -68,8 +77,6 @@ def security_mirror(src: BootstrapSource) -> str:
 
 def distro_repos(src: BootstrapSource, mirror: str) -> list[Repo]:
     """SUITE (+ SUITE-updates + SUITE-security unless `updates: false` or a rolling suite)."""
-    from imagepipe.bootstrap import COMPONENTS
-
     comps = tuple(COMPONENTS.get(src.distro, "main").split(","))
     keyring = ARCHIVE_KEYRINGS.get(src.distro)
     repos = [Repo(mirror, src.suite, comps, keyring)]
@@ -135,3 +142,33 @@ def image_files(src: BootstrapSource, mirror: str) -> dict[str, str | Path]:
             if r.image_key and spec.key is not None:
                 files[r.image_key] = spec.key
     return files
+
+
+class MirrorError(ImagepipeError):
+    """The package mirror cannot be reached (network, DNS, proxy)."""
+
+
+def source_entries(apt_dir: Path) -> Iterator[tuple[str, list[str]]]:
+    """(uri, suites) of every enabled `deb` entry in sources.list(.d), one-line and deb822."""
+    files = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))]
+    for f in files:
+        if not f.is_file():
+            continue
+        for line in f.read_text(errors="replace").splitlines():
+            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+            if len(words) >= 3 and words[0] == "deb":
+                yield words[1], [words[2]]
+    for f in sorted((apt_dir / "sources.list.d").glob("*.sources")):
+        for stanza in re.split(r"\n\s*\n", f.read_text(errors="replace")):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if line.startswith("#") or ":" not in line or line[:1].isspace():
+                    continue
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
+            if "deb" not in fields.get("types", "").split():
+                continue
+            if fields.get("enabled", "yes").lower() == "no":
+                continue
+            for uri in fields.get("uris", "").split():
+                yield uri, fields.get("suites", "").split()

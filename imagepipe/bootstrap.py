@@ -15,11 +15,12 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from imagepipe import bootloader, ui
+from imagepipe.apt_sources import COMPONENTS, MISSING_PATTERNS, MirrorError, source_entries
 from imagepipe.durable import publish
 from imagepipe.errors import ImagepipeError, InputError, ToolError
 from imagepipe.recipe.model import BootstrapSource
@@ -41,7 +42,6 @@ KERNELS: dict[str, dict[str, str]] = {
     "debian": {"generic": "linux-image-amd64", "cloud": "linux-image-cloud-amd64"},
     "ubuntu": {"virtual": "linux-image-virtual", "generic": "linux-image-generic"},
 }
-COMPONENTS = {"debian": "main", "ubuntu": "main,universe"}
 DEFAULT_MIRRORS = {"debian": "http://deb.debian.org/debian",
                    "ubuntu": "http://archive.ubuntu.com/ubuntu"}
 KEYRINGS = {"ubuntu": Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg")}
@@ -56,42 +56,15 @@ FSTYPE_HOOK = ('mkdir -p "$1/etc/initramfs-tools/conf.d" && '
                'echo FSTYPE=ext4 > "$1/etc/initramfs-tools/conf.d/imagepipe-fstype"')
 
 
-class MirrorError(ImagepipeError):
-    """The package mirror cannot be reached (network, DNS, proxy)."""
-
-
 # ---- the mirror --------------------------------------------------------------------------------
 
-def _source_entries(apt_dir: Path) -> Iterator[tuple[str, list[str]]]:
-    """(uri, suites) of every enabled `deb` entry in sources.list(.d), one-line and deb822."""
-    files = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))]
-    for f in files:
-        if not f.is_file():
-            continue
-        for line in f.read_text(errors="replace").splitlines():
-            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-            if len(words) >= 3 and words[0] == "deb":
-                yield words[1], [words[2]]
-    for f in sorted((apt_dir / "sources.list.d").glob("*.sources")):
-        for stanza in re.split(r"\n\s*\n", f.read_text(errors="replace")):
-            fields: dict[str, str] = {}
-            for line in stanza.splitlines():
-                if line.startswith("#") or ":" not in line or line[:1].isspace():
-                    continue
-                key, _, value = line.partition(":")
-                fields[key.strip().lower()] = value.strip()
-            if "deb" not in fields.get("types", "").split():
-                continue
-            if fields.get("enabled", "yes").lower() == "no":
-                continue
-            for uri in fields.get("uris", "").split():
-                yield uri, fields.get("suites", "").split()
+
 
 
 def host_mirror(distro: str = "debian", apt_dir: Path = Path("/etc/apt")) -> str:
     """The host's own apt mirror for `distro` (the only mirror an offline build host reaches),
     falling back to the distribution's default mirror."""
-    for uri, suites in _source_entries(apt_dir):
+    for uri, suites in source_entries(apt_dir):
         if distro not in uri or "security" in uri:
             continue
         if suites and all(s.endswith(("-security", "-updates", "-backports")) for s in suites):
@@ -228,9 +201,7 @@ def tarball_key(src: BootstrapSource, mirror: str, resolved: Mapping[str, str] |
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-_MISSING = (re.compile(r"Unable to locate package (\S+)"),
-            re.compile(r"Package '?([^' ]+)'? has no installation candidate"),
-            re.compile(r"Couldn't find any package by (?:glob|regex) '([^']+)'"))
+
 
 
 def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = None,
@@ -251,10 +222,11 @@ def bootstrap_tarball(src: BootstrapSource, out: Path, *, mirror: str | None = N
     side: Path | None = None
     argv = mmdebstrap_argv(src, mirror, tmp, firmware)
     if pinned is not None:
-        from imagepipe.bootstrap_sources import pinned_argv, scratch_dir
+        from imagepipe.bootstrap_sources import pinned_options, scratch_dir
 
         side = scratch_dir()
-        argv = pinned_argv(src, mirror, tmp, pinned, side)
+        pins, sources, hooks = pinned_options(src, mirror, pinned, side)
+        argv = mmdebstrap_argv(src, mirror, tmp, pins=pins, sources=sources, hooks=hooks)
     ui.info(f"bootstrap: mmdebstrap {src.distro} {src.suite} from {mirror} "
             f"({len(pinned) if pinned is not None else len(package_list(src, firmware))} "
             "packages)")
@@ -287,7 +259,7 @@ def mmdebstrap_phase(say: Callable[[str], None]) -> Callable[[str], None]:
 
 
 def _mmdebstrap_error(argv: Sequence[str], rc: int, output: str, mirror: str) -> ImagepipeError:
-    missing = list(dict.fromkeys(m for rx in _MISSING for m in rx.findall(output)))
+    missing = list(dict.fromkeys(m for rx in MISSING_PATTERNS for m in rx.findall(output)))
     if missing:
         return InputError(
             f"package{'s' if len(missing) > 1 else ''} not found on {mirror}: "

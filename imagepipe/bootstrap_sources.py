@@ -61,14 +61,13 @@ def _readable_key(key: str | None, side: Path, index: int) -> str | None:
     return str(dest)
 
 
-def pinned_argv(src: BootstrapSource, mirror: str, out: Path, pinned: Mapping[str, str],
-                side: Path) -> list[str]:
-    """The mmdebstrap argv for a resolved set; `side` receives the image's apt files (read by
-    the hooks) and `installed.tsv` (written by them)."""
+def pinned_options(src: BootstrapSource, mirror: str, pinned: Mapping[str, str],
+                   side: Path) -> tuple[list[str], list[str], list[str]]:
+    """`mmdebstrap_argv`'s (pins, sources, hooks) for a resolved set; `side` receives the
+    image's apt files (read by the hooks) and `installed.tsv` (written by them). The bootstrap
+    builds the argv with them (this module stays below it: no import back)."""
     from imagepipe import apt_sources
-    from imagepipe.apt_resolve import AptState
-    from imagepipe.bootstrap import mmdebstrap_argv
-    from imagepipe.freshness import apt_state
+    from imagepipe.apt_resolve import AptState, apt_state
 
     state: AptState = apt_state()
     side.mkdir(parents=True, exist_ok=True)
@@ -91,8 +90,7 @@ def pinned_argv(src: BootstrapSource, mirror: str, out: Path, pinned: Mapping[st
                  "-f='${Package}\\t${Version}\\t${Architecture}\\n' > "
                  + shlex.quote(str(listing)))
     pins = [f"{name}={va.split()[0]}" for name, va in sorted(pinned.items())]
-    return mmdebstrap_argv(src, mirror, out, pins=pins, sources=[r.line() for r in repos],
-                           hooks=hooks)
+    return pins, [r.line() for r in repos], hooks
 
 
 def check_installed(listing: Path, pinned: Mapping[str, str]) -> None:

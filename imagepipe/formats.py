@@ -11,6 +11,8 @@ tar); it is listed in CONTAINERS and written by `imagepipe.targets.ova.write_ova
 
 from __future__ import annotations
 
+import os
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,3 +135,23 @@ def output_by_extension(path: Path) -> str | None:
 
 def is_container(name: str) -> bool:
     return name.lower() in CONTAINERS
+
+
+VHD_TYPES = {2: "fixed", 3: "dynamic", 4: "differencing"}
+
+
+def vhd_footer(path: Path) -> dict[str, int | str] | None:
+    """The VHD footer (last 512 bytes) as {disk_type, current_size}, or None if absent.
+    Here, with the format table, because both the safety probe (a raw file that is really a
+    fixed VHD) and the output rules read it."""
+    size = os.path.getsize(path)
+    if size < 512:
+        return None
+    with open(path, "rb") as f:
+        f.seek(size - 512)
+        footer = f.read(512)
+    if footer[:8] != b"conectix":
+        return None
+    current_size = struct.unpack(">Q", footer[48:56])[0]
+    disk_type = struct.unpack(">I", footer[60:64])[0]
+    return {"disk_type": VHD_TYPES.get(disk_type, str(disk_type)), "current_size": current_size}

@@ -4,38 +4,16 @@ For a bootstrap this is the resolved package set (imagepipe.apt_resolve), comput
 plan is made, so it enters the `base.bootstrap` stage id: an unchanged set means a cached
 stage (nothing rebuilt, nothing published), a changed version reruns it, and `--explain`
 names the packages that changed (their versions are key material). The build sets where the
-indices live (the store) and whether the network may be used (`--offline`) here once.
+indices live (the store) and whether the network may be used (`--offline`) once, with
+`imagepipe.apt_resolve.configure`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
-from imagepipe.apt_resolve import AptState, Resolved, resolve
+from imagepipe.apt_resolve import Resolved, apt_state, resolve, settings
 from imagepipe.recipe.model import BootstrapSource
 
-
-@dataclass
-class Settings:
-    store_root: Path | None = None  # None: the default store
-    offline: bool = False
-
-
-settings = Settings()
 _memo: dict[tuple[BootstrapSource, str, bool], Resolved] = {}
-
-
-def configure(store_root: Path | None, offline: bool = False) -> None:
-    settings.store_root = store_root
-    settings.offline = offline
-
-
-def apt_state() -> AptState:
-    from imagepipe.store import default_root
-
-    root = (settings.store_root or default_root()).expanduser().absolute()
-    return AptState(root / "apt")
 
 
 def resolve_bootstrap(src: BootstrapSource, firmware: str = "hybrid") -> Resolved:

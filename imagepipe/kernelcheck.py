@@ -240,7 +240,7 @@ def check_or_warn(recipe: Recipe, store: Path | None = None) -> list[Problem]:
     """check_recipe with the store's cache; warnings printed, problems returned (the CLI
     turns them into exit 2 with the other recipe problems)."""
     from imagepipe import ui
-    from imagepipe.store import default_root
+    from imagepipe.cache_root import default_root
 
     if os.environ.get("IMAGEPIPE_KERNEL_CHECK", "on") == "off":
         return []

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imagepipe.stages.base import Artifact
+from imagepipe.artifact import Artifact
 
 MANIFEST_VERSION = 1
 # A key *names a secret* when its last word is a secret noun: `password`, `db_password`,
@@ -198,29 +198,12 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_sbom(directory: Path, manifest: dict[str, Any]) -> list[Path]:
-    """`sbom.spdx.json` beside the manifest when the build has an inventory; the SPDX
-    validator's verdict (when spdx-tools is installed) goes into `manifest["sbom"]`."""
-    from imagepipe.inventory.spdx import validate
-    from imagepipe.inventory.spdx import write_sbom as write_doc
-
-    path = write_doc(directory, manifest)
-    if path is None:
-        return []
-    errors = validate(path)
-    manifest["sbom"] = {"file": path.name, "format": "SPDX-2.3 JSON",
-                        "validated_by": None if errors is None else "spdx-tools",
-                        "errors": errors or []}
-    if errors:
-        manifest.setdefault("warnings", []).append(
-            f"{path.name} does not validate: {'; '.join(errors[:3])}")
-    return [path]
-
-
 def write(build_dir: Path, manifest: dict[str, Any]) -> Path:
     """manifest.json, sbom.spdx.json (with an inventory) and SHA256SUMS into the build
     directory; returns the manifest path."""
-    extra = write_sbom(build_dir, manifest)
+    from imagepipe.inventory.spdx import write_checked_sbom
+
+    extra = write_checked_sbom(build_dir, manifest)
     path = build_dir / "manifest.json"
     write_json_atomic(path, manifest)
     sums = build_dir / "SHA256SUMS"

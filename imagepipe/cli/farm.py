@@ -59,8 +59,8 @@ def worker(broker: str | None, broker_file: Path | None, store: Path | None,
     """Build recipes sent with `build --broker`, as a Celery worker (runs until stopped)."""
     import socket
 
+    from imagepipe.cache_root import default_root
     from imagepipe.farm.worker import WorkerSettings, run_worker
-    from imagepipe.store import default_root
 
     url = broker_url(broker, broker_file)
     root = (store or default_root()).expanduser().absolute()

@@ -1,5 +1,5 @@
 """The `--store DIR` option shared by build, fetch and cache (default: $IMAGEPIPE_STORE or
-~/.cache/imagepipe, resolved by imagepipe.store.default_root)."""
+~/.cache/imagepipe, resolved by imagepipe.cache_root.default_root)."""
 
 from __future__ import annotations
 

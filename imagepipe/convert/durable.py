@@ -15,9 +15,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-# The general helpers moved to imagepipe.durable; re-exported so existing imports keep working.
-from imagepipe.durable import fsync_path, publish, refuse_overwrite, unlink_quietly
-
 SYNC_FILE_RANGE_WRITE = 2
 INTERVAL = 0.25
 
@@ -73,4 +70,4 @@ class EarlyWriteback:
                 os.close(fd)
 
 
-__all__ = ["EarlyWriteback", "fsync_path", "publish", "refuse_overwrite", "unlink_quietly"]
+__all__ = ["EarlyWriteback"]

@@ -22,9 +22,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from imagepipe import formats, ui
-from imagepipe.convert import durable, rules
+from imagepipe import durable, formats, ui
 from imagepipe.convert import report as report_mod
+from imagepipe.convert import rules
+from imagepipe.convert.durable import EarlyWriteback
 from imagepipe.convert.presets import OutputPlan, plan_output
 from imagepipe.convert.probe import probe_image
 from imagepipe.convert.report import ImageReport
@@ -153,7 +154,7 @@ def _convert_ova(src: Path, dst: Path, params: Mapping[str, Any] | None,
 def _run_convert(src: Path, src_driver: str, tmp: Path, plan: OutputPlan, size: int,
                  virtual_size: int) -> None:
     fmt = formats.get(plan.format)
-    with ExitStack() as bar_stack, durable.EarlyWriteback(tmp):
+    with ExitStack() as bar_stack, EarlyWriteback(tmp):
         progress = _LazyProgress(bar_stack, f"convert to {fmt.name}", size)
         _qemu_convert(src, src_driver, tmp, plan, fmt, size, virtual_size, progress)
 

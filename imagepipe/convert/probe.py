@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import formats
-from imagepipe.convert import rules
 from imagepipe.errors import ImageError
 from imagepipe.tools import qemu_img
 
@@ -65,7 +64,7 @@ def inspect_image(path: Path) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         raise ImageError(f"{path}: not readable (permission denied)")
     try:
         info: dict[str, Any] = qemu_img.info(path)
-        if info.get("format") == "raw" and rules.vhd_footer(path) is not None:
+        if info.get("format") == "raw" and formats.vhd_footer(path) is not None:
             info = qemu_img.info(path, "vpc")
     except qemu_img.QemuImgError as exc:
         raise ImageError(f"{path}: qemu-img cannot read it: {exc}") from None

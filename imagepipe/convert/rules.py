@@ -16,10 +16,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from imagepipe.formats import vhd_footer
+
 MiB = 1 << 20
 Rule = Callable[[Path], list[str]]
 
-VHD_TYPES = {2: "fixed", 3: "dynamic", 4: "differencing"}
 VDI_TYPES = {1: "dynamic", 2: "fixed"}
 VDI_SIGNATURE = 0xBEDA107F
 
@@ -31,19 +32,6 @@ def _read(path: Path, offset: int, size: int) -> bytes:
 
 
 # ---- facts -------------------------------------------------------------------------------
-
-def vhd_footer(path: Path) -> dict[str, int | str] | None:
-    """The VHD footer (last 512 bytes) as {disk_type, current_size}, or None if absent."""
-    size = os.path.getsize(path)
-    if size < 512:
-        return None
-    footer = _read(path, size - 512, 512)
-    if footer[:8] != b"conectix":
-        return None
-    current_size = struct.unpack(">Q", footer[48:56])[0]
-    disk_type = struct.unpack(">I", footer[60:64])[0]
-    return {"disk_type": VHD_TYPES.get(disk_type, str(disk_type)), "current_size": current_size}
-
 
 def vmdk_descriptor(path: Path) -> dict[str, str]:
     """Key/values of a sparse vmdk's embedded descriptor (createType, ddb.adapterType, ...)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import ui
+from imagepipe.artifact import hash_json
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.fetch import checksums
 from imagepipe.fetch.transfer import (
@@ -32,7 +33,6 @@ from imagepipe.fetch.transfer import (
 )
 from imagepipe.limits import MAX_DOWNLOAD_BYTES
 from imagepipe.recipe.model import Download
-from imagepipe.stages.base import hash_json
 from imagepipe.store import Store, parse_digest
 
 RETRIES = 4  # attempts per URL

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from imagepipe.stages.base import Artifact, hash_json
+from imagepipe.artifact import Artifact, hash_json
 from imagepipe.store import Store
 
 MAGIC = {"xz": b"\xfd7zXZ\x00", "gz": b"\x1f\x8b", "zst": b"\x28\xb5\x2f\xfd", "bz2": b"BZh"}

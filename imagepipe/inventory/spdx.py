@@ -140,3 +140,21 @@ def validate(path: Path) -> list[str] | None:
         return None
     doc = parse_file(str(path))
     return [m.validation_message for m in validate_full_spdx_document(doc)]
+
+
+def write_checked_sbom(directory: Path, manifest: dict[str, Any]) -> list[Path]:
+    """`sbom.spdx.json` beside the manifest when the build has an inventory; the SPDX
+    validator's verdict (when spdx-tools is installed) goes into `manifest["sbom"]`.
+    Here, not in the manifest module, so that the local publish stage can call it without
+    importing the pipeline layer above it."""
+    path = write_sbom(directory, manifest)
+    if path is None:
+        return []
+    errors = validate(path)
+    manifest["sbom"] = {"file": path.name, "format": "SPDX-2.3 JSON",
+                        "validated_by": None if errors is None else "spdx-tools",
+                        "errors": errors or []}
+    if errors:
+        manifest.setdefault("warnings", []).append(
+            f"{path.name} does not validate: {'; '.join(errors[:3])}")
+    return [path]

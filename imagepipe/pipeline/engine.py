@@ -24,12 +24,13 @@ from typing import Any
 
 from imagepipe import ui
 from imagepipe.activity import activity
+from imagepipe.artifact import Artifact, hash_json
 from imagepipe.errors import ImagepipeError
 from imagepipe.manifest import StageRecord
 from imagepipe.pipeline import explain
 from imagepipe.pipeline.plan import Node
 from imagepipe.recipe.model import Recipe
-from imagepipe.stages.base import Artifact, StageContext, hash_json
+from imagepipe.stages.base import StageContext
 from imagepipe.store import Store
 from imagepipe.store.integrity import verify_inputs
 from imagepipe.tools.run import CANCEL

@@ -24,8 +24,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from imagepipe.errors import Problem, RecipeError
+from imagepipe.errors import ImagepipeError, Problem, RecipeError
+from imagepipe.recipe import model as m
+from imagepipe.recipe import rules
 from imagepipe.recipe.model import Recipe
+from imagepipe.recipe.schema import Node, recipe_node
+from imagepipe.recipe.validate import BAD, Checker
 from imagepipe.recipe.yaml_marks import Doc, Key, parse_file, problem
 
 _VAR = re.compile(r"\$\$\{|\$\{([^}]*)(\}|$)")
@@ -33,8 +37,6 @@ _VAR = re.compile(r"\$\$\{|\$\{([^}]*)(\}|$)")
 
 def load_recipe(path: Path, *, variables: Mapping[str, str] | None = None) -> Recipe:
     """The validated recipe at `path`; raises RecipeError listing every problem found."""
-    from imagepipe.recipe.validate import validate
-
     path = Path(path)
     doc, problems = load_document(path)
     if doc.data is None:
@@ -197,3 +199,40 @@ def recipe_digest(recipe: Recipe) -> str:
         h.update(b"\0file\0" + name.encode() + b"\0")
         h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()
+
+
+def _build(node: Node, value: Any) -> Any:
+    """Converted plain data -> model objects (defaults fill what the recipe leaves out)."""
+    if value is None:
+        return None
+    if node.kind == "object":
+        assert node.cls is not None
+        return node.cls(**{k: _build(node.fields[k].node, v) if k in node.fields else v
+                           for k, v in value.items()})
+    if node.kind == "list":
+        assert node.item is not None
+        if node.scalar_ok and isinstance(value, str):
+            value = [value]
+        return tuple(_build(node.item, v) for v in value)
+    if node.kind == "map":
+        return tuple(sorted(value.items()))
+    return value
+
+
+def validate(doc: Doc, recipe_path: Path) -> tuple[m.Recipe | None, list[Problem]]:
+    """Check `doc` (merged + expanded) and build the Recipe; problems are returned, not raised."""
+    checker = Checker(doc)
+    node = recipe_node()
+    data = checker.check(node, doc.data, ())
+    if isinstance(data, dict):
+        rules.apply(checker, data, recipe_path)
+    elif data is not BAD:
+        checker.report((), "a recipe must be a mapping of keys")
+    if checker.problems or not isinstance(data, dict):
+        return None, checker.problems
+    try:
+        recipe = _build(node, {**data, "path": recipe_path.resolve(), "data": doc.data})
+    except (TypeError, ValueError, ImagepipeError) as exc:  # a rule missed a case: still located
+        checker.report((), f"cannot build the recipe: {exc}")
+        return None, checker.problems
+    return recipe, []

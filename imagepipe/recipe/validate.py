@@ -1,4 +1,7 @@
-"""Validate a merged, expanded recipe document and build the frozen `Recipe` from it.
+"""The checker that validates a merged, expanded recipe document (`Checker`, one walk).
+
+The cross-field rules (recipe/rules.py) use this checker; `recipe/load.py` runs the walk, then
+the rules, then builds the frozen `Recipe`, so this module imports neither of them.
 
 Why everything at once: a user fixing a recipe one error per run gives up (osbuild and Packer
 collect all config errors into one list). The walk below follows the `Node` tree from
@@ -15,15 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from imagepipe import sizes
-from imagepipe.errors import ImagepipeError, Problem
-from imagepipe.recipe import model as m
+from imagepipe.errors import Problem
 from imagepipe.recipe.schema import (
     CHECKSUM_PATTERN,
     NAME_PATTERN,
     SIZE_PATTERN,
     FieldSpec,
     Node,
-    recipe_node,
 )
 from imagepipe.recipe.yaml_marks import Doc, Key, problem
 
@@ -237,42 +238,3 @@ def _pattern_hint(node: Node) -> str | None:
             r"^(https?|file)://": "use an http://, https:// or file:// URL",
             r"^https://": "the engine is reached over TLS only: use https://"}.get(
         node.pattern or "")
-
-
-def _build(node: Node, value: Any) -> Any:
-    """Converted plain data -> model objects (defaults fill what the recipe leaves out)."""
-    if value is None:
-        return None
-    if node.kind == "object":
-        assert node.cls is not None
-        return node.cls(**{k: _build(node.fields[k].node, v) if k in node.fields else v
-                           for k, v in value.items()})
-    if node.kind == "list":
-        assert node.item is not None
-        if node.scalar_ok and isinstance(value, str):
-            value = [value]
-        return tuple(_build(node.item, v) for v in value)
-    if node.kind == "map":
-        return tuple(sorted(value.items()))
-    return value
-
-
-def validate(doc: Doc, recipe_path: Path) -> tuple[m.Recipe | None, list[Problem]]:
-    """Check `doc` (merged + expanded) and build the Recipe; problems are returned, not raised."""
-    from imagepipe.recipe import rules
-
-    checker = Checker(doc)
-    node = recipe_node()
-    data = checker.check(node, doc.data, ())
-    if isinstance(data, dict):
-        rules.apply(checker, data, recipe_path)
-    elif data is not BAD:
-        checker.report((), "a recipe must be a mapping of keys")
-    if checker.problems or not isinstance(data, dict):
-        return None, checker.problems
-    try:
-        recipe = _build(node, {**data, "path": recipe_path.resolve(), "data": doc.data})
-    except (TypeError, ValueError, ImagepipeError) as exc:  # a rule missed a case: still located
-        checker.report((), f"cannot build the recipe: {exc}")
-        return None, checker.problems
-    return recipe, []

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from imagepipe.artifact import Artifact, hash_json
 from imagepipe.hashing import file_digest
 
 if TYPE_CHECKING:
@@ -35,59 +34,9 @@ if TYPE_CHECKING:
     from imagepipe.tools.run import Result
     from imagepipe.ui import Progress
 
-# Artifact kinds. "image" = a disk image (format set), "iso" = an ISO 9660 file,
-# "file" = any other file, "record" = no file, only metadata (a boot test, a publish).
-KINDS = ("image", "iso", "file", "record")
-
-
 @dataclass(frozen=True)
 class NoOptions:
     """Options of a stage that has none."""
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """What a stage produced.
-
-    A stage returns one with `path` (and any `files`) inside `ctx.workdir`, or pointing at an
-    existing store entry (pass-through, e.g. an unmodified fetched image). The engine moves
-    workdir files into the store and hands downstream stages a copy whose paths are in the
-    store and whose `digest` is filled in. Downstream stages must treat store paths as
-    read-only: make an overlay or a copy before changing anything.
-    """
-
-    path: Path | None
-    kind: str = "file"
-    format: str | None = None  # disk format for kind="image": raw qcow2 vmdk vpc vhdx vdi
-    files: Mapping[str, Path] = field(default_factory=dict)  # named side files ("seed.iso")
-    metadata: Mapping[str, Any] = field(default_factory=dict)  # JSON-able, goes to the manifest
-    digest: str | None = None  # "sha256:HEX", set by the engine (content of path + files)
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"artifact kind must be one of {KINDS}, not {self.kind!r}")
-        if self.kind != "record" and self.path is None:
-            raise ValueError(f"a {self.kind!r} artifact needs a path")
-
-    def to_json(self, relative_to: Path | None = None) -> dict[str, Any]:
-        """The artifact as stored in `artifact.json` and shown in the manifest."""
-
-        def show(p: Path) -> str:
-            if relative_to is not None:
-                try:
-                    return str(p.relative_to(relative_to))
-                except ValueError:
-                    pass
-            return str(p)
-
-        return {
-            "path": show(self.path) if self.path is not None else None,
-            "kind": self.kind,
-            "format": self.format,
-            "files": {k: show(v) for k, v in sorted(self.files.items())},
-            "metadata": dict(self.metadata),
-            "digest": self.digest,
-        }
 
 
 class StageContext:
@@ -237,14 +186,6 @@ class Stage:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def hash_json(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
-
-
 def canonical_options(value: Any) -> Any:
     """Options as plain JSON. A Path becomes the sha256 of the file's content (a moved recipe
     directory does not invalidate the cache; an edited referenced file does)."""

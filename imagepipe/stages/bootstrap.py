@@ -1,4 +1,4 @@
-"""Stage `base.bootstrap`: a bootable disk from packages (see imagepipe.bootstrap for the why).
+"""Stage `base.bootstrap`: a bootable disk from packages (the why: imagepipe.bootstrap).
 
 The rootfs tarball is cached in the store as its own entry, keyed by what it depends on (distro,
 suite, variant, the resolved package set with exact versions, the image's apt sources, the
@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from imagepipe import bootstrap, ui
+from imagepipe.artifact import Artifact, hash_json
 from imagepipe.recipe.model import BootstrapSource, Recipe
-from imagepipe.stages.base import Artifact, Stage, StageContext, hash_json, tool_version
+from imagepipe.stages.base import Stage, StageContext, tool_version
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagepipe.artifact import Artifact
 from imagepipe.boottest import BootTestFailed, boot_test
 from imagepipe.initramfs_check import DRIVERS, check_drivers
 from imagepipe.recipe.model import HttpCheck, Recipe
-from imagepipe.stages.base import Artifact, Stage, StageContext
+from imagepipe.stages.base import Stage, StageContext
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from imagepipe.artifact import Artifact
 from imagepipe.recipe.model import Output, Recipe
-from imagepipe.stages.base import Artifact, Stage, StageContext
+from imagepipe.stages.base import Stage, StageContext
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from imagepipe.artifact import Artifact
 from imagepipe.recipe.model import Download, Recipe
-from imagepipe.stages.base import Artifact, Stage, StageContext, canonical_options
+from imagepipe.stages.base import Stage, StageContext, canonical_options
 
 
 @dataclass(frozen=True)

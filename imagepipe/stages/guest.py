@@ -12,8 +12,9 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from imagepipe.artifact import Artifact
 from imagepipe.recipe.model import CloudInit, Customize, Recipe, Seal
-from imagepipe.stages.base import Artifact, Stage, StageContext
+from imagepipe.stages.base import Stage, StageContext
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagepipe.artifact import Artifact
 from imagepipe.errors import InputError
 from imagepipe.recipe.model import Recipe
-from imagepipe.stages.base import Artifact, Stage, StageContext
+from imagepipe.stages.base import Stage, StageContext
 
 MARKER = ".imagepipe-published"  # in every version directory this stage published
 
@@ -133,7 +134,7 @@ class LocalPublishStage(Stage):
     def _stage_dir(ctx: StageContext, base: Path, final: Path,
                    files: Mapping[str, tuple[Path, str]], sums: str,
                    record: dict[str, Any]) -> None:
-        from imagepipe.convert.durable import fsync_path
+        from imagepipe.durable import fsync_path
         from imagepipe.hashing import file_digest
         from imagepipe.store.place import copy_out
 
@@ -156,9 +157,9 @@ class LocalPublishStage(Stage):
             name = Path(out.get("store_path") or out.get("path", "")).name
             if name in record["files"]:
                 out["path"] = record["files"][name]
-        from imagepipe.manifest import write_sbom
+        from imagepipe.inventory.spdx import write_checked_sbom
 
-        sbom = write_sbom(staging, manifest)  # beside the outputs, listed in SHA256SUMS
+        sbom = write_checked_sbom(staging, manifest)  # beside the outputs, listed in SHA256SUMS
         for extra in sbom:
             record["files"][extra.name] = str(final / extra.name)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagepipe.artifact import Artifact
 from imagepipe.errors import InputError
 from imagepipe.recipe.model import Recipe, TemplateOptions, template_fields
-from imagepipe.stages.base import Artifact, Stage, StageContext
+from imagepipe.stages.base import Stage, StageContext
 
 
 @dataclass(frozen=True)

@@ -27,23 +27,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from imagepipe.convert.durable import fsync_path
+from imagepipe.artifact import Artifact, hash_json
+from imagepipe.cache_root import default_root
+from imagepipe.durable import fsync_path
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.hashing import file_digest
-from imagepipe.stages.base import Artifact, hash_json
 from imagepipe.store.locks import BuildLock, Holds, try_flock
 from imagepipe.tools.orphans import pid_alive
 
 ALGOS = ("sha256", "sha512")
-ENV = "IMAGEPIPE_STORE"
-
-
-def default_root() -> Path:
-    env = os.environ.get(ENV)
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "imagepipe"
 
 
 def parse_digest(digest: str) -> tuple[str, str]:

@@ -80,7 +80,7 @@ def guestfs_tmpdir() -> Path:
     (kill -9 skips libguestfs's own clean-up, which used to leave /tmp/libguestfsXXXXXX)."""
     import os
 
-    from imagepipe.store import default_root
+    from imagepipe.cache_root import default_root
 
     path = default_root() / "tmp" / f"{GUESTFS_TMP_PREFIX}{os.getpid()}"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)

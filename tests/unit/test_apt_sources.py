@@ -177,8 +177,8 @@ def test_mmdebstrap_reads_extra_keys_from_a_place_others_can_open(tmp_path: Path
     import shutil
     import subprocess
 
-    from imagepipe import freshness
-    from imagepipe.bootstrap_sources import pinned_argv, scratch_dir
+    from imagepipe import apt_resolve
+    from imagepipe.bootstrap_sources import pinned_options, scratch_dir
 
     private = tmp_path / "private"
     (private / "recipe").mkdir(parents=True)
@@ -188,11 +188,11 @@ def test_mmdebstrap_reads_extra_keys_from_a_place_others_can_open(tmp_path: Path
     src = BootstrapSource(security_mirror="http://sec.example/debian-security",
                           repositories=(AptRepository("http://r.example/apt", "stable",
                                                       ("main",), key),))
-    freshness.settings.store_root, before = private / "store", freshness.settings.store_root
+    apt_resolve.settings.store_root, before = private / "store", apt_resolve.settings.store_root
     side = scratch_dir()
     try:
-        argv = pinned_argv(src, MIRROR, tmp_path / "out.tar", {"bash": "5.2 amd64"}, side)
-        keys = [a.split("signed-by=")[1].split("]")[0] for a in argv if "signed-by=/" in a]
+        _, sources, _ = pinned_options(src, MIRROR, {"bash": "5.2 amd64"}, side)
+        keys = [a.split("signed-by=")[1].split("]")[0] for a in sources if "signed-by=/" in a]
         extra = [k for k in keys if not k.startswith("/usr/share/keyrings/")]
         assert len(extra) == 1 and Path(extra[0]).parent == side
         assert Path(extra[0]).read_bytes() == key.read_bytes()
@@ -202,5 +202,5 @@ def test_mmdebstrap_reads_extra_keys_from_a_place_others_can_open(tmp_path: Path
                                        capture_output=True, check=False)
             assert as_nobody.returncode == 0, as_nobody.stderr
     finally:
-        freshness.settings.store_root = before
+        apt_resolve.settings.store_root = before
         shutil.rmtree(side)
