@@ -51,7 +51,7 @@ def stage_lines(manifest: dict[str, Any]) -> list[str]:
 
 def main() -> int:
     sys.path.insert(0, str(REPO))
-    from imagepipe import bootstrap
+    from imagepipe.bases import bootstrap
 
     mirror = bootstrap.host_mirror("debian")
     try:

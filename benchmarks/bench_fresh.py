@@ -24,7 +24,8 @@ TARGET = 10.0
 
 def main() -> int:
     sys.path.insert(0, str(REPO))
-    from imagepipe import apt_resolve, freshness
+    from imagepipe.apt import resolve as apt_resolve
+    from imagepipe.bases import freshness
     from imagepipe.pipeline.batch import discover
     from imagepipe.recipe.load import load_recipe
 

@@ -24,7 +24,7 @@ SEED = "/var/lib/cloud/seed/nocloud"
 IMAGEPIPE_SCRIPT = """
 import sys
 from pathlib import Path
-from imagepipe.guest import run_guest_work
+from imagepipe.guest.work import run_guest_work
 from imagepipe.recipe.model import CloudInit, Customize, FileSpec, ImageSource, Recipe, Source
 d = Path(sys.argv[2])
 recipe = Recipe(name="bench", description="", path=d / "recipe.yaml",

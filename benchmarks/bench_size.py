@@ -47,7 +47,7 @@ def preset_of(output: dict[str, Any]) -> str:
 
 def main() -> int:
     sys.path.insert(0, str(REPO))
-    from imagepipe import bootstrap
+    from imagepipe.bases import bootstrap
 
     try:
         bootstrap.check_mirror(bootstrap.host_mirror("debian"), "bookworm", timeout=15)

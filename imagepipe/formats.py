@@ -6,7 +6,7 @@ correct default image, which `-o` keys are safe to pass through — lives here, 
 builders, the converter and the docs read one source instead of `if/elif` chains.
 
 `ova` is not a disk format but a container (an OVF descriptor plus a streamOptimized vmdk in a
-tar); it is listed in CONTAINERS and written by `imagepipe.targets.ova.write_ova`.
+tar); it is listed in CONTAINERS and written by `imagepipe.convert.ova.write_ova`.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ FORMATS: Mapping[str, Format] = MappingProxyType({
 
 # Containers: outputs that wrap a disk; written by their own module, not by qemu-img.
 CONTAINERS: Mapping[str, str] = MappingProxyType({
-    "ova": "imagepipe.targets.ova:write_ova",
+    "ova": "imagepipe.convert.ova:write_ova",
 })
 CONTAINER_EXTENSIONS: Mapping[str, str] = MappingProxyType({".ova": "ova"})
 

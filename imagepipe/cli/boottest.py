@@ -68,9 +68,9 @@ def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeou
     a marker file), on --firmware and --hardware, wait for cloud-init to finish and each --http
     check to answer, shut down with ACPI, and report per check (datasource chosen, hostname,
     marker, firmware, new machine-id and SSH host keys)."""
-    from imagepipe.boottest import BootTestFailed, parse_http_check
-    from imagepipe.boottest import boot_test as run_boot_test
-    from imagepipe.boottest_media import check_args
+    from imagepipe.boot.media import check_args
+    from imagepipe.boot.run import BootTestFailed, parse_http_check
+    from imagepipe.boot.run import boot_test as run_boot_test
     from imagepipe.convert import probe_image
 
     if json_mode:
@@ -107,8 +107,8 @@ def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeou
 def _initramfs_only(image: Path, fmt: str, hardware: str) -> bool:
     """Hyper-V / Azure: qemu has no VMBus; check the drivers in the initramfs (exit 1 if not).
     False when `hardware` is something qemu boots."""
-    from imagepipe.boottest import BootTestFailed
-    from imagepipe.initramfs_check import ALIASES, DRIVERS, check_drivers
+    from imagepipe.boot.initramfs import ALIASES, DRIVERS, check_drivers
+    from imagepipe.boot.run import BootTestFailed
 
     if ALIASES.get(hardware, hardware) not in DRIVERS:
         return False

@@ -126,8 +126,8 @@ def _build_farm(target: Path | None, build_all: bool, broker: str | None,
 
 def _kernel_check(recipe: Any, store: Path | None) -> None:
     """Refuse (exit 2) outputs whose platform hardware the recipe's kernel cannot drive."""
+    from imagepipe.bases.kernelcheck import check_or_warn
     from imagepipe.errors import RecipeError
-    from imagepipe.kernelcheck import check_or_warn
 
     problems = check_or_warn(recipe, store)
     if problems:
@@ -187,7 +187,7 @@ def _build_all(root: Path, store: Path | None, jobs: int | None, explain: bool,
     import secrets
     import time
 
-    from imagepipe.apt_resolve import BATCH_ENV
+    from imagepipe.apt.resolve import BATCH_ENV
     from imagepipe.errors import ImagepipeError, InputError
     from imagepipe.pipeline.batch import discover, run_all, summary
     from imagepipe.store import Store

@@ -119,7 +119,7 @@ def convert(src: Path | None, dst: Path | None, outs: tuple[str, ...], fmt: str 
     if src is None or dst is None:
         raise click.UsageError("SRC and DST (or -o FILE) are required (or use --list-presets)")
     from imagepipe.convert import convert_image
-    from imagepipe.convert.probe import inspect_image, refuse_unrecognised
+    from imagepipe.tools.probe import inspect_image, refuse_unrecognised
 
     if src.exists():  # a missing SRC gets convert_image's own message
         refuse_unrecognised(src, inspect_image(src)[0], declared=src_fmt)

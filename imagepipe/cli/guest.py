@@ -54,7 +54,7 @@ def _guest_job(
     force: bool = False,
 ) -> dict[str, Any]:
     """Open one session on a working copy of `image`, run `work`, publish the copy on success."""
-    from imagepipe.guest import image_format, working_copy
+    from imagepipe.guest.work import image_format, working_copy
     from imagepipe.tools import accel as accel_mod
     from imagepipe.tools.guestfs import GuestSession
 
@@ -114,7 +114,7 @@ def seal(
 ) -> None:
     """Seal IN as a template: remove machine-unique data, then lint (no static IP, no usable
     password) and verify by reading the sealed image back."""
-    from imagepipe.seal import operations, select
+    from imagepipe.guest.seal import operations, select
 
     if list_operations:
         ops = operations()
@@ -134,7 +134,7 @@ def seal(
         return
 
     def work(session: Any) -> dict[str, Any]:
-        from imagepipe.seal.run import seal_and_check
+        from imagepipe.guest.seal.run import seal_and_check
 
         return seal_and_check(
             session, spec, allow_static_ip=allow_static_ip, allow_password=allow_password
@@ -150,8 +150,8 @@ def seal(
 
 
 def _seal_dry_run(image: Path, spec: str, accel: str | None) -> None:
-    from imagepipe.guest import image_format
-    from imagepipe.seal.run import seal as run_seal
+    from imagepipe.guest.seal.run import seal as run_seal
+    from imagepipe.guest.work import image_format
     from imagepipe.tools import accel as accel_mod
     from imagepipe.tools.guestfs import GuestSession
 
@@ -176,7 +176,7 @@ def _seed_files(
     hostname: str | None,
 ) -> tuple[bytes, bytes, bytes | None]:
     from imagepipe.cloudinit.seed import new_instance_id
-    from imagepipe.guest import seed_payload
+    from imagepipe.guest.work import seed_payload
     from imagepipe.recipe.model import CloudInit
 
     ci = CloudInit(
@@ -296,7 +296,7 @@ def customize(
 ) -> None:
     """Customize IN in one appliance launch: packages, files, commands, services (in that
     order). A failed command reports its exit code and last lines (exit 1)."""
-    from imagepipe.customize import customize as run_customize
+    from imagepipe.guest.customize import customize as run_customize
     from imagepipe.recipe.model import Customize, FileSpec
 
     files = []

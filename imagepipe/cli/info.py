@@ -53,8 +53,8 @@ def _follow_chain(top: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _facts(path: Path, checksum: bool) -> tuple[dict[str, Any], list[str]]:
     from imagepipe.convert import rules
-    from imagepipe.convert.probe import extension_mismatch, inspect_image
     from imagepipe.hashing import file_digest
+    from imagepipe.tools.probe import extension_mismatch, inspect_image
 
     info, refs = inspect_image(path)
     warnings = []

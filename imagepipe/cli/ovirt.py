@@ -188,7 +188,7 @@ def make_template_cmd(cfg: Any, image: Path, storage_domain: str, cluster: str, 
                       retries: int,
                       disk_timeout: float, verify: bool) -> None:
     """Upload IMAGE and turn it into a template (temporary VM removed in every outcome)."""
-    from imagepipe.bootloader import OVIRT_BIOS_TYPES
+    from imagepipe.bases.bootloader import OVIRT_BIOS_TYPES
     from imagepipe.targets.ovirt import TemplateSpec, connect, make_template
 
     image = _image(image)  # exit 2 before any network

@@ -3,7 +3,7 @@
 Why a separate validate command: CI (and an editor's save hook) can check every recipe in
 about a second, without a build or an appliance, and see every problem of every recipe at
 once (exit 2), each as FILE:LINE:COL: PATH: message (hint). The one network read is the
-kernel check (imagepipe.kernelcheck: ~60 KB of the kernel package, cached in the store; an
+kernel check (imagepipe.bases.kernelcheck: ~60 KB of the kernel package, cached in the store; an
 unreachable mirror is a warning; --no-kernel-check skips it).
 """
 
@@ -36,7 +36,7 @@ def validate(recipes: tuple[Path, ...], variables: tuple[str, ...], var_files: t
     Prints `OK RECIPE` for each good one; lists every problem of every recipe and exits 2
     otherwise.
     """
-    from imagepipe.kernelcheck import check_or_warn
+    from imagepipe.bases.kernelcheck import check_or_warn
     from imagepipe.recipe.load import load_recipe, recipe_digest
 
     if json_mode:

@@ -10,8 +10,8 @@ Public API (other areas import these names from here):
 
 from imagepipe.convert.engine import VerificationError, convert_image
 from imagepipe.convert.presets import PRESETS, Preset, plan_output
-from imagepipe.convert.probe import inspect_image, probe_image
 from imagepipe.convert.report import ImageReport, describe
+from imagepipe.tools.probe import inspect_image, probe_image
 
 __all__ = [
     "ImageReport", "PRESETS", "Preset", "VerificationError", "convert_image", "describe",

@@ -25,13 +25,13 @@ from typing import Any
 from imagepipe import durable, formats, ui
 from imagepipe.convert import report as report_mod
 from imagepipe.convert import rules
-from imagepipe.convert.durable import EarlyWriteback
 from imagepipe.convert.presets import OutputPlan, plan_output
-from imagepipe.convert.probe import probe_image
 from imagepipe.convert.report import ImageReport
+from imagepipe.convert.writeback import EarlyWriteback
 from imagepipe.errors import ImagepipeError, InputError
 from imagepipe.hashing import file_digest
 from imagepipe.tools import qemu_img
+from imagepipe.tools.probe import probe_image
 
 TEMP_SUFFIX = ".imagepipe-tmp"
 
@@ -144,7 +144,7 @@ def _verify(src: Path, src_info: dict[str, Any], tmp: Path, plan: OutputPlan,
 
 def _convert_ova(src: Path, dst: Path, params: Mapping[str, Any] | None,
                  force: bool) -> ImageReport:
-    from imagepipe.targets.ova import write_ova
+    from imagepipe.convert.ova import write_ova
 
     kwargs: dict[str, Any] = {"name": dst.stem, **(params or {}), "force": force}
     result: ImageReport = write_ova(src, dst, **kwargs)
@@ -190,7 +190,7 @@ def convert_image(src: Path, dst: Path, *, fmt: str | None = None, preset: str |
     _check_paths(src, dst, force)
     src_info = probe_image(src, allow_backing=allow_backing)
     if plan.preset is not None and plan.preset.needs_uefi:
-        from imagepipe.convert.firmware import require_uefi_bootable
+        from imagepipe.convert.esp import require_uefi_bootable
 
         require_uefi_bootable(src, src_info["format"], plan.preset.name, plan.preset.summary)
     if plan.container:

@@ -20,9 +20,9 @@ from imagepipe import ui
 from imagepipe.activity import activity
 from imagepipe.cache_root import default_root
 from imagepipe.errors import ImagepipeError
-from imagepipe.manifest import StageRecord, build_manifest, write
 from imagepipe.pipeline import explain
 from imagepipe.pipeline.engine import Engine
+from imagepipe.pipeline.manifest import StageRecord, build_manifest, write
 from imagepipe.pipeline.plan import flat, make_plan, select
 from imagepipe.recipe.model import Recipe
 from imagepipe.store import Store
@@ -75,7 +75,7 @@ def load(path: Path, variables: dict[str, str] | None = None) -> tuple[Recipe, s
 
 def build(recipe: Recipe, opts: BuildOptions, recipe_sha256: str | None = None) -> BuildReport:
     """Build `recipe`. Raises on failure (after writing what is known to the build dir)."""
-    from imagepipe import apt_resolve
+    from imagepipe.apt import resolve as apt_resolve
 
     start = time.time()
     apt_resolve.configure(opts.store, offline=opts.offline)  # where the plan's resolve looks

@@ -26,8 +26,8 @@ from imagepipe import ui
 from imagepipe.activity import activity
 from imagepipe.artifact import Artifact, hash_json
 from imagepipe.errors import ImagepipeError
-from imagepipe.manifest import StageRecord
 from imagepipe.pipeline import explain
+from imagepipe.pipeline.manifest import StageRecord
 from imagepipe.pipeline.plan import Node
 from imagepipe.recipe.model import Recipe
 from imagepipe.stages.base import StageContext

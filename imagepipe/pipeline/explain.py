@@ -26,7 +26,7 @@ def load_previous(path: Path) -> dict[str, Any]:
 def scrub(value: Any, key: str = "") -> Any:
     """Key material as stored on disk: credential-looking keys redacted, file contents and long
     strings replaced by their sha256 (a diff still says *that* they changed, not to what)."""
-    from imagepipe.manifest import REDACTED, is_secret
+    from imagepipe.pipeline.manifest import REDACTED, is_secret
 
     if isinstance(value, Mapping):
         if key == "resolved":  # package name -> version: `passwd` is a package, not a secret
@@ -47,7 +47,7 @@ def scrub(value: Any, key: str = "") -> Any:
 
 def save(path: Path, recipe_path: str, stages: Mapping[str, Any]) -> None:
     """Merge this build's stage keys and (scrubbed) key material into `path`."""
-    from imagepipe.manifest import write_json_atomic
+    from imagepipe.pipeline.manifest import write_json_atomic
 
     old = load_previous(path)
     old.update({sid: {"key": v["key"], "material": scrub(v["material"])}

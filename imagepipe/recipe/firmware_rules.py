@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from imagepipe.bootloader import CAPABLE
+from imagepipe.bases.bootloader import CAPABLE
 
 if TYPE_CHECKING:
     from imagepipe.recipe.validate import Checker

@@ -85,7 +85,7 @@ def _source(c: Checker, d: dict[str, Any]) -> None:
 
 def _kernel(c: Checker, d: dict[str, Any]) -> None:
     """One kernel per image: `kernel:` and the packages' linux-image-* must not add up to two."""
-    from imagepipe import bootstrap
+    from imagepipe.bases import bootstrap
     from imagepipe.recipe.model import BootstrapSource
 
     src = (d.get("source") or {}).get("bootstrap")
@@ -235,7 +235,7 @@ def _seal(c: Checker, d: dict[str, Any]) -> None:
     spec = (d.get("seal") or {}).get("operations")
     if not isinstance(spec, str):
         return
-    from imagepipe.seal import unknown_operations
+    from imagepipe.guest.seal import unknown_operations
 
     for message, hint in unknown_operations(spec):  # every bad name, not just the first
         c.report(("seal", "operations"), message, hint)

@@ -1,4 +1,4 @@
-"""Stage `base.bootstrap`: a bootable disk from packages (the why: imagepipe.bootstrap).
+"""Stage `base.bootstrap`: a bootable disk from packages (the why: imagepipe.bases.bootstrap).
 
 The rootfs tarball is cached in the store as its own entry, keyed by what it depends on (distro,
 suite, variant, the resolved package set with exact versions, the image's apt sources, the
@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from imagepipe import bootstrap, ui
+from imagepipe import ui
 from imagepipe.artifact import Artifact, hash_json
+from imagepipe.bases import bootstrap
 from imagepipe.recipe.model import BootstrapSource, Recipe
 from imagepipe.stages.base import Stage, StageContext, tool_version
 
@@ -23,7 +24,7 @@ class BootstrapOptions:
     mirror: str  # resolved at plan time: the host's mirror enters the stage id
     size: int | None = None
     firmware: str = "hybrid"  # disk.firmware
-    # The resolved package set (name -> "version arch", imagepipe.freshness): it keys the
+    # The resolved package set (name -> "version arch", imagepipe.bases.freshness): it keys the
     # stage, so a changed version anywhere reruns it and --explain names the package.
     resolved: Mapping[str, str] = field(default_factory=dict, hash=False)
     sources: str = ""  # the image's apt sources (deb822)
@@ -43,7 +44,8 @@ class BootstrapStage(Stage):
         src = recipe.source.bootstrap
         if src is None:
             return None
-        from imagepipe import apt_sources, freshness
+        from imagepipe.apt import sources as apt_sources
+        from imagepipe.bases import freshness
 
         mirror = bootstrap.resolve_mirror(src)
         resolved = freshness.resolve_bootstrap(src, recipe.disk.firmware)
@@ -83,7 +85,7 @@ class BootstrapStage(Stage):
 
 
 def _repositories(opts: BootstrapOptions) -> list[str]:
-    from imagepipe import apt_sources
+    from imagepipe.apt import sources as apt_sources
 
     return [r.id for r in apt_sources.all_repos(opts.source, opts.mirror)]
 

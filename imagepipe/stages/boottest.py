@@ -1,10 +1,10 @@
-"""Stage `test.boot`: boot the sealed image and prove it works (imagepipe.boottest).
+"""Stage `test.boot`: boot the sealed image and prove it works (imagepipe.boot.run).
 
 A failed boot test raises, so the build fails before any publish stage runs; the console log
 stays in the build's log directory (outside the work dir the engine removes). A passed test is
 cached like any stage: the same image with the same checks need not be booted again.
 
-Boots per `test.boot.datasource` (how the VM gets its per-VM data: imagepipe.boottest_media)
+Boots per `test.boot.datasource` (how the VM gets its per-VM data: imagepipe.boot.media)
 and `test.boot.firmware` (default: `firmwares()`): the two lists are paired (`boot_plan`), so
 every datasource and every firmware is booted at least once in max(len) boots, each a node of
 its own (`test.boot`, `test.boot.<datasource>-<firmware>`, ...), all beside the converts.
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagepipe.artifact import Artifact
-from imagepipe.boottest import BootTestFailed, boot_test
-from imagepipe.initramfs_check import DRIVERS, check_drivers
+from imagepipe.boot.initramfs import DRIVERS, check_drivers
+from imagepipe.boot.run import BootTestFailed, boot_test
 from imagepipe.recipe.model import HttpCheck, Recipe
 from imagepipe.stages.base import Stage, StageContext
 

@@ -41,7 +41,7 @@ class ConvertStage(Stage):
     def options_for_output(recipe: Recipe, output: Output) -> ConvertOptions:
         ova: tuple[tuple[str, object], ...] = ()
         if output.format == "ova":
-            from imagepipe.targets.ova import ova_params_from_recipe
+            from imagepipe.convert.ova import ova_params_from_recipe
 
             ova = tuple(sorted(ova_params_from_recipe(recipe).items()))
         return ConvertOptions(format=output.format, preset=output.preset,

@@ -1,6 +1,6 @@
 """Stage `guest`: customize + inject + seal + lints + verification in one appliance launch.
 
-A thin wrapper over imagepipe.guest.run_guest_work. It never touches its input (a store entry):
+A thin wrapper over imagepipe.guest.work.run_guest_work. It never touches its input (a store entry):
 the work happens on a standalone qcow2 copy in the work dir, which becomes the output. The
 instance-id is derived from this stage's id, so it is new for every distinct build (a clone is
 never "the same instance" as the image's previous boots) yet stable for a cached rebuild.
@@ -40,7 +40,7 @@ class GuestStage(Stage):
 
     def run(self, ctx: StageContext, inputs: Mapping[str, Artifact]) -> Artifact:
         from imagepipe.cloudinit.seed import build_seed_iso
-        from imagepipe.guest import copy_to_qcow2, run_guest_work, seed_payload
+        from imagepipe.guest.work import copy_to_qcow2, run_guest_work, seed_payload
 
         o: GuestOptions = self.options
         src = inputs["image"]

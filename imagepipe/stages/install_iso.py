@@ -1,4 +1,4 @@
-"""Stage `base.iso`: an unattended install from the fetched ISO (imagepipe.install_iso).
+"""Stage `base.iso`: an unattended install from the fetched ISO (imagepipe.bases.install_iso).
 
 Only the installed disk is the artifact: the remastered ISO lives in the work dir for the one
 boot and is gone afterwards (oVirt's "Run Once", a template rule in docs/recipes.md). The
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from imagepipe.artifact import Artifact
-from imagepipe.install_iso import install_from_iso
+from imagepipe.bases.install_iso import install_from_iso
 from imagepipe.recipe.model import IsoInstall, Recipe
 from imagepipe.stages.base import Stage, StageContext
 

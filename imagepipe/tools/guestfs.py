@@ -94,7 +94,7 @@ def probed_format(image: Path, fmt: str | None, *, allow_backing: bool = False) 
     with the content. libguestfs then always gets this explicit format (never its own
     probing, which would follow the image's metadata)."""
     from imagepipe import formats
-    from imagepipe.convert.probe import BACKING_HINT, inspect_image
+    from imagepipe.tools.probe import BACKING_HINT, inspect_image
 
     info, refs = inspect_image(image)
     if refs and not allow_backing:

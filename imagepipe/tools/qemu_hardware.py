@@ -5,7 +5,7 @@ VirtualBox's (ICH9 AHCI + e1000), vSphere's paravirtual (PVSCSI + VMXNET3) and K
 devices, so a boot test can use exactly those drivers of the guest kernel. The cloud-init seed
 is attached as a CD-ROM on the same controller (a virtio seed disk would need a driver the
 platform never asks for). Hyper-V's VMBus devices and LSI Logic SCSI are not emulated: see
-imagepipe.initramfs_check for what is checked instead.
+imagepipe.boot.initramfs for what is checked instead.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from imagepipe import bootstrap
+from imagepipe.bases import bootstrap
 from tests.conftest import REPO, run_cli
 
 

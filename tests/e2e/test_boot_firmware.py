@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from imagepipe.convert.firmware import has_esp, read_head
+from imagepipe.convert.esp import has_esp, read_head
 from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.qemu, pytest.mark.guestfs]

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from imagepipe import apt_sources, bootstrap
-from imagepipe.apt_resolve import AptState
+from imagepipe.apt import sources as apt_sources
+from imagepipe.apt.resolve import AptState
+from imagepipe.bases import bootstrap
 from imagepipe.recipe.load import load_recipe
 from tests.conftest import run_cli
 from tests.e2e.imageread import dpkg_status, read_files

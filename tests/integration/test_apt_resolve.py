@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe.apt_resolve import BATCH_ENV, AptState, ResolveError, resolve
-from imagepipe.apt_sources import Repo
+from imagepipe.apt.resolve import BATCH_ENV, AptState, ResolveError, resolve
+from imagepipe.apt.sources import Repo
 from imagepipe.errors import InputError
 from tests.integration.aptrepo import SUITE, SignedRepo
 from tests.integration.pipeline_helpers import HttpServer

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import bootstrap as bs
-from imagepipe import rootfs_disk as rd
+from imagepipe.bases import bootstrap as bs
+from imagepipe.bases import rootfs_disk as rd
 from imagepipe.errors import InputError
 from imagepipe.recipe.model import BootstrapSource
 

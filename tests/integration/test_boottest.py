@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe.boottest import boot_test
+from imagepipe.boot.run import boot_test
 from imagepipe.recipe.model import HttpCheck
 from imagepipe.tools import qemu_img
 from tests.integration.base_helpers import qemu_pids_using

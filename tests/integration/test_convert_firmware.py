@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import bootloader
+from imagepipe.bases import bootloader
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.qemu  # every test here runs the real qemu-img

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from imagepipe.seal import operations, select
-from imagepipe.seal.run import seal, verify
+from imagepipe.guest.seal import operations, select
+from imagepipe.guest.seal.run import seal, verify
 from imagepipe.testing.fixtures import make_debian_fixture
 from imagepipe.tools.guestfs import GuestSession
 

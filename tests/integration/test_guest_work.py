@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from imagepipe.errors import LintError
-from imagepipe.guest import run_guest_work
+from imagepipe.guest.seal.lints import run_lints
+from imagepipe.guest.work import run_guest_work
 from imagepipe.recipe.model import (
     AptRepository,
     CloudInit,
@@ -21,7 +22,6 @@ from imagepipe.recipe.model import (
     Seal,
     Source,
 )
-from imagepipe.seal.lints import run_lints
 from imagepipe.testing.fixtures import make_debian_fixture
 from imagepipe.tools.guestfs import GuestCommandError, GuestSession
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from imagepipe.bases.install_iso import install_from_iso, remaster_iso
 from imagepipe.errors import InputError, TimeoutExpired
-from imagepipe.install_iso import install_from_iso, remaster_iso
 from imagepipe.recipe.model import IsoInstall
 from imagepipe.tools import qemu
 from tests.integration.base_helpers import MARKER, make_installer_iso, qemu_pids_using, read_record

@@ -71,7 +71,7 @@ def test_iso_install_timeout_fails_the_build(http_server, http_root: Path,
 
 def test_failed_boot_test_fails_the_build_before_publish(http_server, http_root: Path,
                                                          tmp_path: Path) -> None:
-    from imagepipe.boottest import BootTestFailed
+    from imagepipe.boot.run import BootTestFailed
     from imagepipe.pipeline import BuildOptions, build
     from imagepipe.tools import qemu_img
     from tests.integration.pipeline_helpers import image_recipe

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from imagepipe.guest import run_guest_work
-from imagepipe.manifest import StageRecord, build_manifest, write
+from imagepipe.guest.work import run_guest_work
+from imagepipe.pipeline.manifest import StageRecord, build_manifest, write
 from imagepipe.recipe.model import Customize, ImageSource, Recipe, Seal, Source
 from imagepipe.stages.base import Artifact
 from imagepipe.testing.fixtures import make_debian_fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe.targets.ova import OVF, RASD, write_ova
+from imagepipe.convert.ova import OVF, RASD, write_ova
 from tests.conftest import run_cli
 from tests.integration.ovirt_helpers import MiB, identical, make_image
 
@@ -121,8 +121,8 @@ def test_existing_ova_replaced_only_with_force(tmp_path: Path) -> None:
 
 
 def test_params_from_recipe(tmp_path: Path) -> None:
+    from imagepipe.convert.ova import build_ovf, ova_params_from_recipe
     from imagepipe.recipe.model import ImageSource, OvirtPublish, Publish, Recipe, Source
-    from imagepipe.targets.ova import build_ovf, ova_params_from_recipe
 
     recipe = Recipe(name="httpd", description="Apache", path=tmp_path / "r.yaml",
                     source=Source(image=ImageSource(url="file:///x")), os_type="rhel_9x64",
@@ -142,6 +142,7 @@ def test_params_from_recipe(tmp_path: Path) -> None:
 def test_bootstrapped_recipe_states_its_firmware(tmp_path: Path, firmware: str,
                                                  ovf_value: str, bios_type: str) -> None:
     """The OVF and the oVirt template say how the disk boots; image sources say nothing."""
+    from imagepipe.convert.ova import VMW, build_ovf, ova_params_from_recipe
     from imagepipe.recipe.model import (
         BootstrapSource,
         BootTest,
@@ -152,7 +153,6 @@ def test_bootstrapped_recipe_states_its_firmware(tmp_path: Path, firmware: str,
         Test,
     )
     from imagepipe.stages.publish_ovirt import ovirt_bios_type
-    from imagepipe.targets.ova import VMW, build_ovf, ova_params_from_recipe
 
     recipe = Recipe(name="web", description="d", path=tmp_path / "r.yaml",
                     source=Source(bootstrap=BootstrapSource()), disk=Disk(firmware=firmware))

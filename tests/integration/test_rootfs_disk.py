@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from imagepipe import rootfs_disk as rd
+from imagepipe.bases import rootfs_disk as rd
 
 pytestmark = [pytest.mark.guestfs]
 MBR = Path("/usr/lib/syslinux/mbr/mbr.bin")

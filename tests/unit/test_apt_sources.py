@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import apt_sources, bootstrap, customize_repos
-from imagepipe.apt_resolve import _INST, VARIANT_PATTERNS, Package, Resolved
-from imagepipe.bootstrap_sources import ContentMismatch, check_installed
+from imagepipe.apt import sources as apt_sources
+from imagepipe.apt.resolve import _INST, VARIANT_PATTERNS, Package, Resolved
+from imagepipe.bases import bootstrap
+from imagepipe.bases.bootstrap_sources import ContentMismatch, check_installed
 from imagepipe.cli.variables import collect, read_var_file
 from imagepipe.errors import InputError, RecipeError
+from imagepipe.guest import customize_repos
 from imagepipe.recipe.load import load_recipe
 from imagepipe.recipe.model import AptRepository, BootstrapSource
 
@@ -177,8 +179,8 @@ def test_mmdebstrap_reads_extra_keys_from_a_place_others_can_open(tmp_path: Path
     import shutil
     import subprocess
 
-    from imagepipe import apt_resolve
-    from imagepipe.bootstrap_sources import pinned_options, scratch_dir
+    from imagepipe.apt import resolve as apt_resolve
+    from imagepipe.bases.bootstrap_sources import pinned_options, scratch_dir
 
     private = tmp_path / "private"
     (private / "recipe").mkdir(parents=True)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from imagepipe.boottest_media import check_args, make_media, make_per_vm_user_data, seen_datasource
+from imagepipe.boot.media import check_args, make_media, make_per_vm_user_data, seen_datasource
 from imagepipe.cloudinit import seed
 from imagepipe.cloudinit.configdrive import Nic, eni, ovirt_payload, write_config_drive
 from imagepipe.errors import InputError
@@ -197,7 +197,7 @@ def test_httpd_recipe_carries_the_guest_agent() -> None:
 
 def test_bootstrapped_disks_name_the_first_nic_eth0() -> None:
     """oVirt's config drive configures `eth0`: the kernel must not rename it (enp0s1)."""
-    from imagepipe.rootfs_disk import extlinux_conf
+    from imagepipe.bases.rootfs_disk import extlinux_conf
 
     conf = extlinux_conf("/boot/vmlinuz", "/boot/initrd.img", "U-1")
     assert "console=ttyS0,115200n8 net.ifnames=0" in conf

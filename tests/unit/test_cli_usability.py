@@ -15,10 +15,10 @@ import pytest
 
 from imagepipe.cli import cli
 from imagepipe.cli.manpage import render, walk
-from imagepipe.manifest import redact
+from imagepipe.guest.seal import unknown_operations
 from imagepipe.pipeline.batch import BatchResult, summary
 from imagepipe.pipeline.explain import scrub
-from imagepipe.seal import unknown_operations
+from imagepipe.pipeline.manifest import redact
 from imagepipe.targets.ovirt.templates import _age, _free_name
 from tests.conftest import REPO, run_cli
 
@@ -192,7 +192,7 @@ def test_docs_link_only_inside_the_repository() -> None:
 
 def test_cached_boot_test_still_shows_its_result() -> None:
     from imagepipe.cli.build import _boot_note
-    from imagepipe.manifest import StageRecord
+    from imagepipe.pipeline.manifest import StageRecord
     from imagepipe.stages.base import Artifact
 
     art = Artifact(path=None, kind="record", metadata={"passed": True, "checks": [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imagepipe.cloudinit.lints import lint_network_config, lint_user_data
-from imagepipe.manifest import redact
+from imagepipe.pipeline.manifest import redact
 from tests.conftest import run_cli
 
 SEED_PASSWORD = """#cloud-config

@@ -14,9 +14,9 @@ import yaml
 
 from imagepipe.cloudinit.seed import build_seed_iso, make_meta_data
 from imagepipe.cloudinit.validate import detect_kind, validate_user_data
-from imagepipe.seal import operations
-from imagepipe.seal.lints import lint_ifcfg, lint_netplan, lint_nmconnection, lint_shadow
-from imagepipe.seal.ops.net_hwaddr import strip_netplan
+from imagepipe.guest.seal import operations
+from imagepipe.guest.seal.lints import lint_ifcfg, lint_netplan, lint_nmconnection, lint_shadow
+from imagepipe.guest.seal.ops.net_hwaddr import strip_netplan
 from tests.conftest import REPO, run_cli
 
 SEED_SCRIPT = """#cloud-config
@@ -184,8 +184,8 @@ def test_cli_list_operations_and_bad_input(tmp_path: Path) -> None:
 
 
 def test_install_command_per_package_manager() -> None:
-    from imagepipe.customize import install_command
     from imagepipe.errors import ImagepipeError
+    from imagepipe.guest.customize import install_command
 
     apt = install_command("apt", ("apache2", "curl"))
     assert "apt-get -q update" in apt and apt.endswith("install apache2 curl")

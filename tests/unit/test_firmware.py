@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import bootloader
-from imagepipe.bootstrap import package_list
-from imagepipe.convert.firmware import has_esp, partition_kinds
+from imagepipe.bases import bootloader
+from imagepipe.bases.bootstrap import package_list
+from imagepipe.boot import firmware as fw
+from imagepipe.convert.esp import has_esp, partition_kinds
+from imagepipe.convert.ova import OVF, VMW, build_ovf
 from imagepipe.errors import InputError, RecipeError
 from imagepipe.recipe.load import load_recipe
 from imagepipe.recipe.model import BootstrapSource
-from imagepipe.targets.ova import OVF, VMW, build_ovf
-from imagepipe.tools import firmware as fw
 
 MiB = 1024**2
 GiB = 1024**3

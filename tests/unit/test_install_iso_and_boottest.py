@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import boottest, install_iso
+from imagepipe.bases import install_iso
+from imagepipe.boot import run as boottest
 from imagepipe.errors import InputError
 from imagepipe.recipe.model import HttpCheck, IsoInstall
 from imagepipe.tools import qemu
@@ -132,7 +133,7 @@ def test_ssh_fingerprint_matches_ssh_keygen(tmp_path: Path) -> None:
 
 def test_login_prompt_found_when_console_output_shares_its_line() -> None:
     """Seen in a real boot: the seed's identity line landed on getty's prompt line."""
-    from imagepipe.boottest import LOGIN
+    from imagepipe.boot.run import LOGIN
 
     assert LOGIN.search("Debian GNU/Linux 12 localhost ttyS0\n\nlocalhost login: ")
     assert LOGIN.search("localhost login: IMAGEPIPE-BOOTTEST-be95 hostkey=SHA256:yYj+q\n")

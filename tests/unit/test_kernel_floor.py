@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imagepipe import bootstrap as bs
+from imagepipe.bases import bootstrap as bs
 from imagepipe.convert import hardware
 from imagepipe.convert.presets import PRESETS
 from imagepipe.errors import RecipeError

@@ -11,8 +11,8 @@ import pytest
 from imagepipe.errors import InputError
 from imagepipe.fetch import checksums
 from imagepipe.fetch.unpack import unpacked_name
-from imagepipe.manifest import redact, sha256sums
 from imagepipe.pipeline import explain
+from imagepipe.pipeline.manifest import redact, sha256sums
 from imagepipe.pipeline.plan import guest_needed
 from imagepipe.recipe import model as m
 from imagepipe.stages.base import Artifact, Stage, canonical_options

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from imagepipe.boot.initramfs import modules_in
 from imagepipe.convert.hardware import boot_profile
 from imagepipe.errors import InputError
-from imagepipe.initramfs_check import modules_in
-from imagepipe.manifest import add_size_ratios
+from imagepipe.pipeline.manifest import add_size_ratios
 from imagepipe.tools.qemu import Drive, vm_argv
 from imagepipe.tools.qemu_hardware import resolve
 

@@ -4,11 +4,11 @@ left out."""
 
 from __future__ import annotations
 
-from imagepipe.boottest import BootReport, CheckResult
-from imagepipe.customize import CustomizeResult
-from imagepipe.guest import GuestWork
-from imagepipe.seal.lints import LintReport
-from imagepipe.seal.run import SealCheck, SealReport, Verification
+from imagepipe.boot.run import BootReport, CheckResult
+from imagepipe.guest.customize import CustomizeResult
+from imagepipe.guest.seal.lints import LintReport
+from imagepipe.guest.seal.run import SealCheck, SealReport, Verification
+from imagepipe.guest.work import GuestWork
 
 
 def _sealed() -> SealCheck:

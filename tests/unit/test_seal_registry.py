@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from imagepipe.errors import ImagepipeError
-from imagepipe.seal import NAME_RE, REGISTRY, SUMMARY_MAX, operations, register
-from imagepipe.seal.run import verify
+from imagepipe.guest.seal import NAME_RE, REGISTRY, SUMMARY_MAX, operations, register
+from imagepipe.guest.seal.run import verify
 
 
 def _noop(ctx: Any) -> None:

@@ -41,7 +41,7 @@ def image_info(image: Path, *, raw_ok: bool = False) -> dict[str, Any]:
     A file that is no image at all (notes.txt) is refused too, unless `raw_ok` (--format raw)
     says the user means its bytes as a raw disk."""
     from imagepipe.convert import probe_image
-    from imagepipe.convert.probe import refuse_unrecognised
+    from imagepipe.tools.probe import refuse_unrecognised
 
     info: dict[str, Any] = probe_image(image)
     declared = "raw" if raw_ok and info["imagepipe-format"] == "raw" else None

@@ -1,1 +1,0 @@
-"""One module per seal operation; each registers itself with imagepipe.seal.register."""
