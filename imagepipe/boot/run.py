@@ -183,11 +183,12 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
     `datasource` says how the VM gets its data (imagepipe.boot.media): a `cidata` ISO, an
     oVirt-style config drive, or nothing (the seed baked into the image). `firmware`: bios,
     uefi or secureboot (imagepipe.boot.firmware). `hardware`: the platform's disk controller
-    + NIC to emulate (imagepipe.tools.qemu_hardware; default virtio). Returns the report
+    + NIC to emulate (imagepipe.convert.hardware; default virtio). Returns the report
     (never raises for a failed check: `passed` says; the stage turns a failure into
     BootTestFailed). Bad arguments raise InputError."""
     from imagepipe.boot import firmware as fw
     from imagepipe.boot.media import check_args, make_media, make_per_vm_user_data
+    from imagepipe.convert.hardware import qemu_devices
 
     fw.check_firmware(firmware)
     check_args(datasource, hostname)
@@ -224,7 +225,8 @@ def boot_test(image: Path, *, user_data: Path | None = None, checks: Sequence[Ht
             with VM(image, workdir=vm_dir, disk_fmt=disk_fmt, memory=memory,
                     cpus=cpus, accel=accel, console_log=console_log,
                     forward_ports=sorted({c.port for c in checks}), drives=media.drives,
-                    extra_args=fw_args, hardware=hardware) as vm:
+                    extra_args=fw_args,
+                    devices=qemu_devices(hardware or "virtio")) as vm:
                 ui.info(f"boot-test: booting {image.name} with {firmware} firmware, "
                         f"datasource {datasource} (console: {console_log})")
                 _watch(vm, checks, results, identity, nonce, start, timeout, media)

@@ -81,9 +81,9 @@ def boot_test(image: Path, user_data: Path | None, http: tuple[str, ...], timeou
     if hardware is not None and _initramfs_only(image, fmt, hardware):
         return
     if hardware is not None:
-        from imagepipe.tools.qemu_hardware import resolve
+        from imagepipe.convert.hardware import qemu_devices
 
-        resolve(hardware)  # bad or unemulated hardware: exit 2 before anything starts
+        qemu_devices(hardware)  # bad or unemulated hardware: exit 2 before anything starts
     log_dir = keep_log or Path(tempfile.mkdtemp(prefix="imagepipe-boot-test-"))
     with ui.stage("boot-test"):  # shows the boot milestones while it waits
         report = run_boot_test(image, user_data=user_data, checks=checks, timeout=timeout,

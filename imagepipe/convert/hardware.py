@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from imagepipe.errors import InputError
+
 
 @dataclass(frozen=True)
 class Device:
@@ -83,6 +85,22 @@ def missing(profile: str, config: Mapping[str, str]) -> list[str]:
     for dev in split(profile):
         out += [f"CONFIG_{s}" for s in dev.config if config.get(s) not in ("y", "m")]
     return list(dict.fromkeys(out))
+
+
+def qemu_devices(profile: str) -> tuple[str, str]:
+    """(disk device, nic device) names qemu can emulate, or InputError saying why not."""
+    try:
+        disk, nic = split(profile)
+    except ValueError:
+        raise InputError(f"unknown hardware {profile!r}",
+                         "use virtio, virtualbox, vsphere or DISK+NIC, e.g. ahci+e1000 "
+                         "(disks: ahci virtio-blk virtio-scsi pvscsi; NICs: e1000 virtio-net "
+                         "vmxnet3)") from None
+    if disk.name not in QEMU_DISK or nic.name not in QEMU_NIC:
+        raise InputError(f"qemu cannot emulate {disk.name}+{nic.name} for a boot test",
+                         "Hyper-V/Azure (storvsc+netvsc): use --hardware hyperv, which checks "
+                         "the drivers in the image's initramfs instead")
+    return disk.name, nic.name
 
 
 def emulated(profile: str) -> bool:

@@ -69,16 +69,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# A platform's disk controller + NIC as qemu devices (imagepipe.convert.hardware.qemu_devices
+# turns a profile such as "virtualbox" into this pair).
+VIRTIO = ("virtio-blk", "virtio-net")
+NIC_MODELS = {"e1000": "e1000", "virtio-net": "virtio-net-pci", "vmxnet3": "vmxnet3"}
+SCSI_CONTROLLERS = {"virtio-scsi": "virtio-scsi-pci", "pvscsi": "pvscsi"}
+
+
+def disk_args(devices: tuple[str, str], disk: Path, disk_fmt: str,
+              drives: Sequence[Drive]) -> tuple[list[str], str]:
+    """(-drive/-device arguments for the boot disk and the extra drives, NIC model)."""
+    disk_dev, nic_dev = devices
+    if disk_dev == "virtio-blk":
+        out = ["-drive", f"file={_esc(disk)},format={disk_fmt},if=virtio"]
+        return out + [a for d in drives for a in d.args()], NIC_MODELS[nic_dev]
+    out = ["-drive", f"file={_esc(disk)},format={disk_fmt},if=none,id=hd0"]
+    if disk_dev == "ahci":  # q35's built-in ICH9 AHCI, ports ide.0 .. ide.5
+        out += ["-device", "ide-hd,drive=hd0,bus=ide.0,bootindex=0"]
+    else:
+        out += ["-device", f"{SCSI_CONTROLLERS[disk_dev]},id=scsi0",
+                "-device", "scsi-hd,drive=hd0,bus=scsi0.0,scsi-id=0,lun=0,bootindex=0"]
+    for i, d in enumerate(drives, start=1):
+        opts = f"file={_esc(d.path)},format={d.fmt},if=none,id=extra{i}"
+        if d.readonly or d.media == "cdrom":
+            opts += ",readonly=on"
+        kind = "cd" if d.media == "cdrom" or d.readonly else "hd"
+        bus = f"ide.{i}" if disk_dev == "ahci" else "scsi0.0"
+        unit = "" if disk_dev == "ahci" else f",scsi-id={i},lun=0"
+        prefix = "ide" if disk_dev == "ahci" else "scsi"
+        out += ["-drive", opts, "-device", f"{prefix}-{kind},drive=extra{i},bus={bus}{unit}"]
+    return out, NIC_MODELS[nic_dev]
+
+
 def vm_argv(*, disk: Path, disk_fmt: str, accel_args: Sequence[str], memory_mib: int, cpus: int,
             console_log: Path, qmp_socket: Path, pidfile: Path,
             forwards: dict[int, int] | None = None, drives: Sequence[Drive] = (),
             boot: str | None = None, no_reboot: bool = False,
-            extra: Sequence[str] = (), hardware: str | None = None) -> list[str]:
+            extra: Sequence[str] = (), devices: tuple[str, str] = VIRTIO) -> list[str]:
     """The qemu argv (pure, tested without running qemu). `forwards`: guest port -> host port.
-    `hardware`: a platform's disk controller + NIC (imagepipe.tools.qemu_hardware)."""
-    from imagepipe.tools import qemu_hardware
-
-    disks, model = qemu_hardware.args(hardware or "virtio", disk, disk_fmt, drives)
+    `devices`: the platform's (disk controller, NIC), see `disk_args`."""
+    disks, model = disk_args(devices, disk, disk_fmt, drives)
     nic = f"user,model={model}"
     for guest, host in sorted((forwards or {}).items()):
         nic += f",hostfwd=tcp:127.0.0.1:{host}-:{guest}"
@@ -114,7 +144,7 @@ class VM(Started):
                  cpus: int = 2, forward_ports: Iterable[int] = (), accel: str | None = None,
                  boot: str | None = None, no_reboot: bool = False,
                  console_log: Path | None = None, extra_args: Sequence[str] = (),
-                 hardware: str | None = None) -> None:
+                 devices: tuple[str, str] = VIRTIO) -> None:
         super().__init__()
         self.disk = Path(disk)
         self.workdir = Path(workdir)
@@ -128,7 +158,7 @@ class VM(Started):
         self.boot = boot
         self.no_reboot = no_reboot
         self.extra_args = list(extra_args)
-        self.hardware = hardware
+        self.devices = devices
         self.console_log = Path(console_log) if console_log else self.workdir / "console.log"
         self.ports: dict[int, int] = {}
         self.pid: int | None = None
@@ -167,7 +197,7 @@ class VM(Started):
                        console_log=self.console_log, qmp_socket=self.qmp_socket, pidfile=pidfile,
                        forwards=self.ports, drives=self.drives, boot=self.boot,
                        no_reboot=self.no_reboot, extra=self.extra_args,
-                       hardware=self.hardware)
+                       devices=self.devices)
         # Registered before the start: if we are interrupted while qemu daemonizes, the pidfile
         # it wrote still lets us kill it.
         self._stack.callback(self._kill_from_pidfile, pidfile)

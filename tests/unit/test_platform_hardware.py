@@ -9,18 +9,17 @@ from pathlib import Path
 import pytest
 
 from imagepipe.boot.initramfs import modules_in
-from imagepipe.convert.hardware import boot_profile
+from imagepipe.convert.hardware import boot_profile, qemu_devices
 from imagepipe.errors import InputError
 from imagepipe.pipeline.manifest import add_size_ratios
 from imagepipe.tools.qemu import Drive, vm_argv
-from imagepipe.tools.qemu_hardware import resolve
 
 
 def _argv(hardware: str | None) -> str:
     return " ".join(vm_argv(disk=Path("/i/d.vdi"), disk_fmt="qcow2", accel_args=[],
                             memory_mib=1024, cpus=2, console_log=Path("c"), qmp_socket=Path("q"),
                             pidfile=Path("p"), drives=[Drive(Path("/s.iso"), readonly=True)],
-                            hardware=hardware))
+                            devices=qemu_devices(hardware or "virtio")))
 
 
 def test_virtualbox_is_ahci_and_e1000_with_the_seed_on_the_same_controller() -> None:
@@ -45,7 +44,7 @@ def test_default_stays_virtio_as_before() -> None:
 @pytest.mark.parametrize("bad", ["storvsc+netvsc", "lsilogic+e1000", "floppy+e1000", "ahci"])
 def test_unemulated_or_unknown_hardware_is_bad_input(bad: str) -> None:
     with pytest.raises(InputError):
-        resolve(bad)
+        qemu_devices(bad)
 
 
 def test_each_output_boots_on_its_platforms_hardware() -> None:
