@@ -41,8 +41,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 KNOWN_CYCLES: dict[frozenset[str], str] = {
     frozenset({"imagepipe.activity", "imagepipe.ui"}):
         "printing a line clears the status board, and the board prints through ui",
-    frozenset({"imagepipe.testing.ovirt_engine.server", "imagepipe.testing.ovirt_engine.sim"}):
-        "the HTTP front end is typed with the Engine that the simulator module defines",
 }
 
 

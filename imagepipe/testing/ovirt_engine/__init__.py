@@ -4,6 +4,7 @@ Use it in tests (`with EngineSimulator(tmpdir) as sim: ...`) or run it for manua
 `python -m imagepipe.testing.ovirt_engine`. See docs/ovirt.md.
 """
 
-from imagepipe.testing.ovirt_engine.sim import Engine, EngineSimulator
+from imagepipe.testing.ovirt_engine.sim import EngineSimulator
+from imagepipe.testing.ovirt_engine.simulated import Engine
 
 __all__ = ["Engine", "EngineSimulator"]

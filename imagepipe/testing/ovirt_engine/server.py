@@ -20,7 +20,7 @@ from imagepipe.testing.ovirt_engine.state import API, BLANK_ID, now_text
 from imagepipe.testing.ovirt_engine.xmlio import Fault
 
 if TYPE_CHECKING:
-    from imagepipe.testing.ovirt_engine.sim import Engine
+    from imagepipe.testing.ovirt_engine.simulated import Engine
 
 log = logging.getLogger("imagepipe.sim")
 ID = r"([0-9a-fA-F-]{36})"
