@@ -7,7 +7,7 @@ the guest operation, the boot milestone) that code deep inside the stage sets wi
 `imagepipe.ui.phase(text)`; the activity belongs to the thread that started it, so stages
 running in parallel each keep their own phase.
 
-How it is shown (chosen by imagepipe.ui's settings, like everything else it prints):
+How it is shown (chosen by the output settings in imagepipe.events, like everything else):
 - on a terminal: one status line on stderr, redrawn every second in place ("guest 42s:
   seal: ssh-hostkeys (3s) | test.boot 40s: boot: kernel (12s)"), cleared before any other
   line is printed;
@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from imagepipe import events
 
 HEARTBEAT_S = 10.0  # --json heartbeat; also the longest a terminal may stay unchanged
 PLAIN_REPEAT_S = 60.0  # logs: a "still running" line at most this often
@@ -91,21 +93,17 @@ class _Board:
         return act
 
     def set_phase(self, text: str, act: _Activity | None = None) -> None:
-        from imagepipe import ui
-
         with self.lock:
             act = act or self.current()
             if act is None or text == act.phase:
                 return
             act.phase, act.phase_started = text, time.monotonic()
-            ui.emit("phase", **act.describe(act.phase_started))
-            if not ui.settings.json and not _tty():
+            events.emit("phase", **act.describe(act.phase_started))
+            if not events.settings.json and not _tty():
                 self._plain(f"  {act.name}: {text}")
 
     # -- showing it --------------------------------------------------------------------------
     def _tick(self) -> None:
-        from imagepipe import ui
-
         while True:
             self.wake.wait(TICK_S)  # set when the last activity ends: stop at once
             now = time.monotonic()
@@ -113,10 +111,10 @@ class _Board:
                 if not self.active:
                     self.ticker = None
                     return
-                if ui.settings.json:
+                if events.settings.json:
                     # due a tick early, so no two events are ever more than HEARTBEAT_S apart
-                    if now - ui.settings.last_emit >= HEARTBEAT_S - TICK_S:
-                        ui.emit("heartbeat", active=[a.describe(now) for a in self.active])
+                    if now - events.settings.last_emit >= HEARTBEAT_S - TICK_S:
+                        events.emit("heartbeat", active=[a.describe(now) for a in self.active])
                 elif _tty():
                     self._draw(" | ".join(a.line(now) for a in self.active))
                 elif now - self.last_plain >= PLAIN_REPEAT_S:

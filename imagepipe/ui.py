@@ -6,30 +6,23 @@ Three channels, chosen once by the CLI:
   `warning`, `info`), so CI can follow a build without scraping text;
 - progress bars (rich) only when stderr is a TTY and --json is off; plain lines otherwise.
 
-Everything that reports goes through `emit()`; nothing prints directly.
+Everything that reports goes through `emit()` (imagepipe.events, with the settings) or the
+functions here; nothing prints directly.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from typing import Any
 
+from imagepipe.events import emit, settings
 
-@dataclass
-class _Settings:
-    json: bool = False
-    verbose: int = 0
-    debug: bool = False
-    last_emit: float = 0.0  # monotonic time of the last --json event (for the heartbeat)
-
-
-settings = _Settings()
+__all__ = ["Progress", "configure", "detail", "emit", "info", "phase", "phase_setter",
+           "result", "settings", "stage", "warn"]
 
 
 def configure(*, json_mode: bool = False, verbose: int = 0, debug: bool = False) -> None:
@@ -39,17 +32,6 @@ def configure(*, json_mode: bool = False, verbose: int = 0, debug: bool = False)
     level = logging.DEBUG if (debug or verbose >= 2) else logging.INFO if verbose else logging.WARN
     logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger().setLevel(level)
-
-
-def emit(event: str, **data: Any) -> None:
-    """Write one machine-readable event (only in --json mode)."""
-    if settings.json:
-        from imagepipe import redact
-
-        line = json.dumps({"event": event, "time": round(time.time(), 3), **data}, default=str)
-        sys.stdout.write(redact.urls(line) + "\n")  # no user:pw@ in any event
-        sys.stdout.flush()
-        settings.last_emit = time.monotonic()
 
 
 def _clear_status() -> None:
