@@ -8,7 +8,7 @@ Public API (other areas import these names from here):
 - `PRESETS`, `plan_output`, `describe` (file digests: `imagepipe.hashing.file_digest`)
 """
 
-from imagepipe.convert.engine import VerificationError, convert_image
+from imagepipe.convert.image import VerificationError, convert_image
 from imagepipe.convert.presets import PRESETS, Preset, plan_output
 from imagepipe.convert.report import ImageReport, describe
 from imagepipe.tools.probe import inspect_image, probe_image

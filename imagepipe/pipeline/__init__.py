@@ -21,9 +21,9 @@ from imagepipe.activity import activity
 from imagepipe.cache_root import default_root
 from imagepipe.errors import ImagepipeError
 from imagepipe.pipeline import explain
-from imagepipe.pipeline.engine import Engine
 from imagepipe.pipeline.manifest import StageRecord, build_manifest, write
 from imagepipe.pipeline.plan import flat, make_plan, select
+from imagepipe.pipeline.runner import Engine
 from imagepipe.recipe.model import Recipe
 from imagepipe.store import Store
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from imagepipe import ui
-from imagepipe.convert import VerificationError, convert_image, engine, rules
+from imagepipe.convert import VerificationError, convert_image, rules
+from imagepipe.convert import image as engine
 from imagepipe.tools import qemu_img
 from tests.integration.convert_helpers import listing, make_raw
 

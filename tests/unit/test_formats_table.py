@@ -9,7 +9,7 @@ import pytest
 
 from imagepipe import formats
 from imagepipe.convert import rules
-from imagepipe.convert.engine import _target_size, temp_path
+from imagepipe.convert.image import _target_size, temp_path
 from imagepipe.convert.presets import PRESETS, describe_presets, plan_output
 from imagepipe.errors import InputError
 

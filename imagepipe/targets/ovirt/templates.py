@@ -23,8 +23,8 @@ from imagepipe import ui
 from imagepipe.errors import InputError
 from imagepipe.recipe.model import TemplateOptions
 from imagepipe.targets.ovirt import engine as eng
-from imagepipe.targets.ovirt import transfer as data
 from imagepipe.targets.ovirt.connection import EngineConfig, EngineError, engine_errors
+from imagepipe.targets.ovirt.transfer import image_info, local_checksum
 from imagepipe.targets.ovirt.upload import DEFAULT_OPTIONS, UploadOptions, upload_disk
 
 DIGEST_TAG = "imagepipe-image-digest:"
@@ -113,7 +113,7 @@ def make_template(con: Any, cfg: EngineConfig, image: Path, spec: TemplateSpec,
         raise InputError("a template needs a description (--description)")
     if not image.is_file():
         raise InputError(f"{image}: no such image file")
-    data.image_info(image)  # refuse unsafe images before anything reads them
+    image_info(image)  # refuse unsafe images before anything reads them
     name, base = expand_name(spec.name)
     if spec.version_name is not None:
         return _make_version(con, cfg, image, spec, options, start)
@@ -150,7 +150,7 @@ def _lookups_and_checksum(con: Any, spec: TemplateSpec,
     profile = _find_profile(con, cluster, spec.network)
     eng.find_storage_domain(con, spec.storage_domain)
     ui.info(f"computing the checksum of {image.name}")
-    local = data.local_checksum(image)
+    local = local_checksum(image)
     return cluster, profile, local, f"{local['algorithm']}:{local['checksum']}"
 
 

@@ -19,8 +19,18 @@ from typing import Any
 from imagepipe import ui
 from imagepipe.errors import InputError, TransferError
 from imagepipe.targets.ovirt import engine as eng
-from imagepipe.targets.ovirt import transfer as data
 from imagepipe.targets.ovirt.connection import EngineConfig, engine_errors
+from imagepipe.targets.ovirt.transfer import (
+    LocalChecksum,
+    finalize,
+    image_info,
+    measure_qcow2,
+    reachable,
+    resume_transfer,
+    send,
+    start_transfer,
+    verify,
+)
 from imagepipe.targets.ovirt.transfer import RetryableTransferError as _Retry
 
 
@@ -73,14 +83,14 @@ def upload_disk(con: Any, cfg: EngineConfig, image: Path, *, storage_domain: str
     if not image.is_file():
         raise InputError(f"{image}: no such image file")
     start = time.monotonic()
-    info = data.image_info(image, raw_ok=fmt == "raw")
+    info = image_info(image, raw_ok=fmt == "raw")
     name = name or image.stem
     eng.find_storage_domain(con, storage_domain)
-    initial = data.measure_qcow2(image) if fmt == "cow" else None
-    local: data.LocalChecksum | dict[str, Any] | None = checksum
+    initial = measure_qcow2(image) if fmt == "cow" else None
+    local: LocalChecksum | dict[str, Any] | None = checksum
     if checksum is None and options.verify:
         # The local checksum runs while the first upload streams: it costs no wall time.
-        local = data.LocalChecksum(image).start()
+        local = LocalChecksum(image).start()
     last: Exception | None = None
     try:
         for attempt in range(1, options.retries + 2):
@@ -99,7 +109,7 @@ def upload_disk(con: Any, cfg: EngineConfig, image: Path, *, storage_domain: str
                                 storage_domain, verified, attempt,
                                 round(time.monotonic() - start, 3), resent)
     finally:
-        if isinstance(local, data.LocalChecksum):
+        if isinstance(local, LocalChecksum):
             local.cancel()  # a no-op once finished; stops it on errors and Ctrl-C
     raise TransferError(f"uploading {image} failed {options.retries + 1} times: {last}",
                         "the half-made disks were removed; check the engine's events")
@@ -124,7 +134,7 @@ def upload_iso(con: Any, cfg: EngineConfig, iso: Path, *, storage_domain: str,
 def _attempt(con: Any, cfg: EngineConfig, image: Path, info: dict[str, Any], *, name: str,
              fmt: str, sparse: bool, content_type: str, description: str, sd: str,
              initial_size: int | None, options: UploadOptions,
-             local_sum: data.LocalChecksum | dict[str, Any] | None
+             local_sum: LocalChecksum | dict[str, Any] | None
              ) -> tuple[str, str | None, int]:
     from ovirtsdk4 import types
 
@@ -141,19 +151,19 @@ def _attempt(con: Any, cfg: EngineConfig, image: Path, info: dict[str, Any], *, 
                        max(options.disk_timeout, eng.CLEANUP_TIMEOUT_S))
         ui.detail(f"disk {disk.id} created; waiting for the engine to unlock it")
         eng.wait_disk_ok(con, disk.id, options.disk_timeout)
-        transfer = data.start_transfer(con, disk.id, options.transfer_timeout, stack)
+        transfer = start_transfer(con, disk.id, options.transfer_timeout, stack)
         # A new qcow2 disk, or a sparse one on file storage, reads as zeros: skip zero extents.
         resent = 0
         try:
-            url = data.send(image, transfer, cfg, label=f"uploading {image.name}",
+            url = send(image, transfer, cfg, label=f"uploading {image.name}",
                             disk_is_zero=fmt == "cow" or sparse)
         except _Retry as exc:
             url, resent = _resume(con, cfg, image, transfer, options, exc)
         checksum = None
         if local_sum is not None:
             local = local_sum if isinstance(local_sum, dict) else local_sum.result()
-            checksum = data.verify(url, cfg, local, transfer.id)
-        data.finalize(con, transfer, disk.id, options.transfer_timeout)
+            checksum = verify(url, cfg, local, transfer.id)
+        finalize(con, transfer, disk.id, options.transfer_timeout)
         eng.wait_disk_ok(con, disk.id, options.disk_timeout)
         stack.pop_all()
         return disk.id, checksum, resent
@@ -166,10 +176,10 @@ def _resume(con: Any, cfg: EngineConfig, image: Path, transfer: Any, options: Up
 
     ui.warn(f"{failure}; resuming the transfer")
     for _ in range(options.resumes):
-        if not data.resume_transfer(con, transfer, options.transfer_timeout):
+        if not resume_transfer(con, transfer, options.transfer_timeout):
             break
         try:
-            url = data.reachable(transfer, cfg)
+            url = reachable(transfer, cfg)
         except _Retry as exc:
             # The engine has not noticed the broken ticket yet; it pauses the transfer soon.
             failure = exc
