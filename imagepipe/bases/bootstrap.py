@@ -270,6 +270,15 @@ def _mmdebstrap_error(argv: Sequence[str], rc: int, output: str, mirror: str) ->
     if re.search(r"(Could not resolve|Failed to fetch|Temporary failure resolving)", output):
         return MirrorError(f"mmdebstrap could not download from {mirror}",
                            "check the network or source.bootstrap.mirror")
+    if "No space left on device" in output:
+        # mmdebstrap unpacks the whole root filesystem in its temp dir before the tarball.
+        import tempfile
+
+        return ImagepipeError(
+            f"the bootstrap ran out of disk space (mmdebstrap unpacks the root filesystem "
+            f"under {tempfile.gettempdir()}, the tarball goes to the store)",
+            "free a few GiB there and in the store (`imagepipe cache gc`), or set TMPDIR to a "
+            "larger filesystem; nothing was kept from this attempt")
     return ToolError(argv, rc, output)
 
 

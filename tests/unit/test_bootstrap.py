@@ -128,6 +128,10 @@ def test_mmdebstrap_errors_name_missing_packages() -> None:
     assert "foo" in str(err2)
     other = bs._mmdebstrap_error(["mmdebstrap"], 1, "E: something else\n", "http://m")
     assert type(other).__name__ == "ToolError"
+    full = bs._mmdebstrap_error(["mmdebstrap"], 25, "tar: ./lib64: Cannot mkdir: No space left "
+                                "on device\nE: tar --extract failed: 512\n", "http://m")
+    assert type(full).__name__ == "ImagepipeError" and full.exit_code == 1
+    assert "ran out of disk space" in str(full) and "TMPDIR" in str(full)
 
 
 def test_unreachable_mirror_fails_fast_with_a_clear_error() -> None:
