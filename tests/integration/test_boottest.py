@@ -53,8 +53,7 @@ def test_unbootable_image_fails_every_check_and_keeps_the_log(blank: Path,
     assert qemu_pids_using(tmp_path) == []
 
 
-def test_cli_reports_failure_with_exit_1_and_the_log(blank: Path, tmp_path: Path,
-                                                     cli: object) -> None:
+def test_cli_reports_failure_with_exit_1_and_the_log(blank: Path, tmp_path: Path) -> None:
     from tests.conftest import run_cli
 
     res = run_cli("boot-test", str(blank), "--timeout", "15", "--memory", "256",
