@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -272,8 +273,6 @@ def _mmdebstrap_error(argv: Sequence[str], rc: int, output: str, mirror: str) ->
                            "check the network or source.bootstrap.mirror")
     if "No space left on device" in output:
         # mmdebstrap unpacks the whole root filesystem in its temp dir before the tarball.
-        import tempfile
-
         return ImagepipeError(
             f"the bootstrap ran out of disk space (mmdebstrap unpacks the root filesystem "
             f"under {tempfile.gettempdir()}, the tarball goes to the store)",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
@@ -31,22 +30,16 @@ class ContentMismatch(ImagepipeError):
     """The bootstrap installed something else than the resolved set."""
 
 
-def _traversable(path: Path) -> bool:
-    """Every directory from / down to `path` lets others in (o+x)."""
-    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
-
-
 def scratch_dir() -> Path:
     """A fresh directory for the files mmdebstrap's apt must read (extra repositories' keys).
 
     Why not beside the tarball in the store: in unshare mode apt runs as an unprivileged
     user of a user namespace, and the store usually sits below a private directory
     (`/root/.cache`, pytest's `/tmp/pytest-of-root`): apt then cannot open a `signed-by` key
-    there and reports the repository as unsigned (NO_PUBKEY). The caller removes it."""
-    base = Path(tempfile.gettempdir())
-    if not _traversable(base):
-        base = Path("/tmp")
-    path = Path(tempfile.mkdtemp(prefix="imagepipe-apt-", dir=base))
+    there and reports the repository as unsigned (NO_PUBKEY). The system temp dir serves:
+    mmdebstrap keeps its own work tree there, so it is reachable or mmdebstrap fails anyway.
+    The caller removes it."""
+    path = Path(tempfile.mkdtemp(prefix="imagepipe-apt-"))
     path.chmod(0o755)
     return path
 

@@ -6,6 +6,7 @@ finds it for every module without imports, and an autouse fixture applies to eve
   request log is the evidence the tests assert), reset before each test.
 - `sim`, `reset_faults`: one oVirt engine simulator with the real ovirt-imageio daemon per
   module; the faults a test injected are cleared after it, in every module that uses `sim`.
+- `sdk_con`: an ovirtsdk4 connection to that simulator for one test (closed after it).
 - `store`: a private imagepipe store for one test.
 
 Plain helpers (images, the server's client class, CLI wrappers) stay in the helper modules
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +77,14 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.fixture
+def sdk_con(sim: EngineSimulator) -> Iterator[Any]:
+    """The unmodified oVirt SDK connected to the module's simulator, closed after the test."""
+    import ovirtsdk4 as sdk
+
+    con = sdk.Connection(url=sim.api_url, username=sim.username, password=sim.password,
+                         ca_file=str(sim.ca_file))
+    yield con
+    con.close()

@@ -25,16 +25,6 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_image(tmp_path_factory.mktemp("img") / "web.qcow2")
 
 
-@pytest.fixture
-def sdk_con(sim):
-    import ovirtsdk4 as sdk
-
-    con = sdk.Connection(url=sim.api_url, username=sim.username, password=sim.password,
-                         ca_file=str(sim.ca_file))
-    yield con
-    con.close()
-
-
 def test_make_template_fields(sim, sdk_con, image: Path, tmp_path: Path) -> None:
     ud = tmp_path / "user-data"
     ud.write_text(USER_DATA)

@@ -19,16 +19,6 @@ pytestmark = [pytest.mark.ovirt, pytest.mark.qemu]
 MiB = 1 << 20
 
 
-@pytest.fixture
-def sdk_con(sim):
-    import ovirtsdk4 as sdk
-
-    con = sdk.Connection(url=sim.api_url, username=sim.username, password=sim.password,
-                         ca_file=str(sim.ca_file))
-    yield con
-    con.close()
-
-
 def _publish(sim, tmp_path: Path, n: int, name: str = "app") -> dict[str, Any]:
     img = make_image(tmp_path / f"{name}{n}.qcow2", size=16 * MiB, chunks=((n % 16, 1),))
     proc, r = ovirt(sim, "make-template", str(img), "-s", "data1", "--cluster", "Default",
